@@ -1,0 +1,54 @@
+"""rnnjax: recurrent neural networks in JAX, as pure cell steps unrolled with ``lax.scan``.
+
+Where to look:
+
+- cell equations: ``rnnjax/cells/elman.py``, ``lstm.py``, ``gru.py``;
+- the time loop (padding, reversal): ``rnnjax/unroll.py`` and ``rnnjax/masking.py``;
+- the output layer ``o_t = c + V h_t``: ``rnnjax/readout.py``;
+- PyTorch weights in and out: ``rnnjax/interop/pytorch.py``.
+"""
+
+from rnnjax import initializers
+from rnnjax.cells import (
+    GRU,
+    LSTM,
+    Cell,
+    ElmanCarry,
+    ElmanParams,
+    ElmanRNN,
+    GRUCarry,
+    GRUParams,
+    LSTMCarry,
+    LSTMParams,
+)
+from rnnjax.losses import sequence_cross_entropy
+from rnnjax.masking import last_valid, lengths_from_mask, reverse_padded, sequence_mask
+from rnnjax.readout import Readout, ReadoutParams
+from rnnjax.unroll import Unrolled, many_to_many, many_to_one, unroll
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "Cell",
+    "ElmanCarry",
+    "ElmanParams",
+    "ElmanRNN",
+    "GRUCarry",
+    "GRUParams",
+    "LSTMCarry",
+    "LSTMParams",
+    "Readout",
+    "ReadoutParams",
+    "Unrolled",
+    "initializers",
+    "last_valid",
+    "lengths_from_mask",
+    "many_to_many",
+    "many_to_one",
+    "reverse_padded",
+    "sequence_cross_entropy",
+    "sequence_mask",
+    "unroll",
+]
