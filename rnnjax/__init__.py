@@ -8,7 +8,7 @@ Where to look:
 - PyTorch weights in and out: ``rnnjax/interop/pytorch.py``.
 """
 
-from rnnjax import initializers
+from rnnjax import data, generation, initializers
 from rnnjax.cells import (
     GRU,
     LSTM,
@@ -21,6 +21,7 @@ from rnnjax.cells import (
     LSTMCarry,
     LSTMParams,
 )
+from rnnjax.generation import Generated, generate, top_k_next
 from rnnjax.losses import sequence_cross_entropy
 from rnnjax.masking import last_valid, lengths_from_mask, reverse_padded, sequence_mask
 from rnnjax.readout import Readout, ReadoutParams
@@ -39,9 +40,13 @@ __all__ = [
     "GRUParams",
     "LSTMCarry",
     "LSTMParams",
+    "Generated",
     "Readout",
     "ReadoutParams",
     "Unrolled",
+    "data",
+    "generate",
+    "generation",
     "initializers",
     "last_valid",
     "lengths_from_mask",
@@ -50,5 +55,6 @@ __all__ = [
     "reverse_padded",
     "sequence_cross_entropy",
     "sequence_mask",
+    "top_k_next",
     "unroll",
 ]

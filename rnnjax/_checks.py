@@ -63,7 +63,9 @@ def feature_size(name: str, x, expected: int, what: str) -> None:
 def carry_matches(name: str, carry, expected) -> None:
     """``carry`` must be the same named container, leaf shapes and dtypes as ``expected``."""
     if type(carry) is not type(expected):
-        raise TypeError(f"`{name}` must be a {type(expected).__name__}, got {type(carry).__name__}")
+        raise TypeError(
+            f"`{name}` must be of type {type(expected).__name__}, got {type(carry).__name__}"
+        )
     for field, got, want in zip(expected._fields, carry, expected, strict=False):
         if got is None and want is None:
             continue

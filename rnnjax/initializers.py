@@ -93,7 +93,9 @@ class Orthogonal:
     scale: float = 1.0
 
     def __call__(self, key, shape, dtype):
-        return jax.nn.initializers.orthogonal(self.scale)(key, shape, dtype)
+        # the QR decomposition needs float32 or wider; low-precision params are cast after
+        wide = jnp.promote_types(dtype, jnp.float32)
+        return jax.nn.initializers.orthogonal(self.scale)(key, shape, wide).astype(dtype)
 
 
 @dataclasses.dataclass(frozen=True)

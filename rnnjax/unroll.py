@@ -11,6 +11,7 @@ time-major inputs are ``(T, *B, I)``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -58,7 +59,10 @@ def unroll(
         (zeros, or the learned initial carry).
       lengths: integer ``(*B,)`` valid lengths of right-padded sequences. Steps
         ``t >= lengths[b]`` leave the carry unchanged, give zero outputs and
-        receive no gradient; the final carry is the carry at the last valid step.
+        receive no gradient (even NaN padding); the final carry is the carry at
+        the last valid step. Values outside ``[0, T]`` raise a ``ValueError``
+        when ``lengths`` is concrete; traced under ``jit`` they cannot be checked
+        and act as if clamped to ``[0, T]``.
       mask: boolean ``(*B, T)`` (``(T, *B)`` time-major), right-padded; an
         alternative to ``lengths``.
       time_major: whether time is the leading axis of ``xs`` and of the outputs.
@@ -84,8 +88,9 @@ def unroll(
     if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
         raise ValueError(f"`unroll` must be a positive int or a bool, got {unroll!r}")
 
-    xs_tm = xs if time_major else jnp.moveaxis(xs, -2, 0)  # (T, *B, I)
-    num_steps, batch_shape = xs_tm.shape[0], tuple(xs_tm.shape[1:-1])
+    time_axis = 0 if time_major else xs.ndim - 2
+    num_steps = xs.shape[time_axis]
+    batch_shape = tuple(d for i, d in enumerate(xs.shape[:-1]) if i != time_axis)
     dtype = cell.compute_dtype(params, xs.dtype)
 
     if mask is not None:
@@ -97,12 +102,34 @@ def unroll(
     if lengths is not None:
         lengths = _checks.lengths_array("lengths", lengths, batch_shape, num_steps)
 
-    expected_carry = jax.eval_shape(lambda: cell.initial_carry(batch_shape, dtype, params))
     if carry is None:
         carry = cell.initial_carry(batch_shape, dtype, params)
     else:
-        _checks.carry_matches("carry", carry, expected_carry)
+        _checks.carry_matches("carry", carry, cell.carry_spec(batch_shape, dtype))
 
+    return _scan(
+        cell,
+        params,
+        xs,
+        carry,
+        lengths,
+        time_major=time_major,
+        reverse=reverse,
+        unroll=unroll,
+        return_carries=return_carries,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("time_major", "reverse", "unroll", "return_carries"))
+def _scan(cell, params, xs, carry, lengths, *, time_major, reverse, unroll, return_carries):
+    """The compiled body of :func:`unroll`, after its argument checks. Jitted so
+    that eager calls reuse the compiled loop; inside an outer ``jit`` it inlines."""
+    xs_tm = xs if time_major else jnp.moveaxis(xs, -2, 0)  # (T, *B, I)
+    num_steps = xs_tm.shape[0]
+    if lengths is not None:
+        # Zero the padding so that even NaN/Inf there cannot reach a gradient (0 * NaN).
+        valid = sequence_mask(lengths, num_steps, time_major=True)[..., None]
+        xs_tm = jnp.where(valid, xs_tm, jnp.zeros_like(xs_tm))
     if reverse:
         xs_tm = reverse_padded(xs_tm, lengths, time_axis=0)
     inputs = cell.project_inputs(params, xs_tm)  # (T, *B, G*H): one matmul for all steps

@@ -133,6 +133,12 @@ class Cell(abc.ABC):
             )
         return jax.tree.map(lambda v: jnp.broadcast_to(v.astype(dtype), shape), params.carry0)
 
+    def carry_spec(self, batch_shape: tuple[int, ...], dtype) -> Any:
+        """The carry's container with ``jax.ShapeDtypeStruct`` leaves of shape
+        ``(*batch_shape, H)``: what a carry passed in must look like."""
+        leaf = jax.ShapeDtypeStruct((*batch_shape, self.hidden_size), jnp.dtype(dtype))
+        return self.carry_type(*[leaf for _ in self.carry_type._fields])
+
     def compute_dtype(self, params, x_dtype) -> Any:
         """The dtype of the step's arithmetic and of its carry: ``self.dtype`` if
         set, else the promotion of the input and parameter dtypes."""
@@ -166,9 +172,7 @@ class Cell(abc.ABC):
         """
         _checks.floating_array("x", x)
         _checks.feature_size("x", x, self.input_size, "the cell's input_size")
-        expected = jax.eval_shape(
-            lambda: self.initial_carry(x.shape[:-1], self.compute_dtype(params, x.dtype), params)
-        )
+        expected = self.carry_spec(x.shape[:-1], self.compute_dtype(params, x.dtype))
         _checks.carry_matches("carry", carry, expected)
         return self.recurrence(params, carry, self.project_inputs(params, x))
 
@@ -178,3 +182,4 @@ class Cell(abc.ABC):
         if params.b_hh is not None:
             gh = gh + params.b_hh.astype(dtype)
         return gh
+

@@ -54,6 +54,7 @@ class LSTM(Cell):
       hidden_size: H, size of the hidden and cell states.
       forget_bias: added to the forget-gate block of ``b_ih`` at init (1.0 by
         default, Jozefowicz, Zaremba & Sutskever 2015; 0.0 matches PyTorch's init).
+        Unused with ``use_bias=False``.
       use_bias: whether ``b_ih`` and ``b_hh`` exist.
       learn_initial_carry: learn ``h_0`` and ``c_0`` as parameters (``params.carry0``).
       dtype: compute dtype; None promotes the input and parameter dtypes.

@@ -35,21 +35,21 @@ def _torch():
     return torch
 
 
-def _check_module(module) -> None:
+def _check_module(module, name: str = "module") -> None:
     torch = _torch()
     if not isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
         raise TypeError(
-            f"`module` must be a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got "
+            f"`{name}` must be a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got "
             f"{type(module).__name__}"
         )
     if module.num_layers != 1 or module.bidirectional:
         raise ValueError(
-            f"`module` must be single-layer and unidirectional here, got num_layers="
+            f"`{name}` must be single-layer and unidirectional here, got num_layers="
             f"{module.num_layers}, bidirectional={module.bidirectional}"
         )
     if getattr(module, "proj_size", 0):
         raise ValueError(
-            f"`module` LSTM projections are not supported, got proj_size={module.proj_size}"
+            f"`{name}` LSTM projections are not supported, got proj_size={module.proj_size}"
         )
 
 
@@ -79,8 +79,7 @@ def params_from_torch(cell: Cell, module_or_state_dict):
     A learned initial carry (``learn_initial_carry=True``) starts at zeros, as
     PyTorch's default initial state.
     """
-    if not isinstance(cell, (ElmanRNN, LSTM, GRU)):
-        raise TypeError(f"`cell` must be an ElmanRNN, LSTM or GRU, got {type(cell).__name__}")
+    _check_cell(cell)
     if isinstance(cell, GRU) and cell.variant != "reset_after":
         raise ValueError(
             f"`cell` must be a GRU with variant='reset_after' to match torch.nn.GRU, "
@@ -89,7 +88,7 @@ def params_from_torch(cell: Cell, module_or_state_dict):
     if isinstance(module_or_state_dict, Mapping):
         state = dict(module_or_state_dict)
     else:
-        _check_module(module_or_state_dict)
+        _check_module(module_or_state_dict, "module_or_state_dict")
         state = module_or_state_dict.state_dict()
     wanted = _KEYS if cell.use_bias else _KEYS[:2]
     missing = [k for k in wanted if k not in state]
@@ -97,6 +96,13 @@ def params_from_torch(cell: Cell, module_or_state_dict):
         raise ValueError(
             f"`module_or_state_dict` lacks {missing}; expected the keys {list(wanted)} of a "
             f"single-layer module (use_bias={cell.use_bias})"
+        )
+    extra = sorted(set(state) - set(wanted))
+    if extra:
+        raise ValueError(
+            f"`module_or_state_dict` has keys {extra} that a single-layer "
+            f"{type(cell).__name__}(use_bias={cell.use_bias}) does not hold; expected exactly "
+            f"{list(wanted)}"
         )
     reference = cell.init(jax.random.key(0))  # the container, shapes and learned carry
     arrays = {}
@@ -121,8 +127,15 @@ def from_torch(module, **cell_kwargs):
     return cell, params_from_torch(cell, module)
 
 
+def _check_cell(cell) -> None:
+    if not isinstance(cell, (ElmanRNN, LSTM, GRU)):
+        raise TypeError(f"`cell` must be an ElmanRNN, LSTM or GRU, got {type(cell).__name__}")
+
+
 def to_torch_state_dict(cell: Cell, params) -> dict:
-    """A ``state_dict`` (float32 ``torch.Tensor`` values) for the equivalent torch module."""
+    """A ``state_dict`` for the equivalent torch module. Values are float32
+    ``torch.Tensor``s whatever the params' dtype (torch modules default to float32)."""
+    _check_cell(cell)
     torch = _torch()
     if isinstance(cell, GRU) and cell.variant != "reset_after":
         raise ValueError(
@@ -144,6 +157,7 @@ def to_torch_state_dict(cell: Cell, params) -> dict:
 
 def to_torch(cell: Cell, params, batch_first: bool = True):
     """A new single-layer torch module holding ``params`` (float32)."""
+    _check_cell(cell)
     torch = _torch()
     kwargs = dict(
         input_size=cell.input_size,

@@ -1,0 +1,138 @@
+"""The benchmark suite ``experiments.bench`` runs end to end and reports consistent rows.
+
+One tiny run of ``main`` (cell lstm, modes forward and fwd_bwd, impls rnnjax,
+flax, torch when installed, plus an rnnjax variant registered the way future
+fast paths will be) is shared by the checks on its files; the builders are
+also checked directly: right output shapes, and a ``train_step`` that really
+trains (its loss falls from call to call, so parameters and optimiser state
+carry over).
+"""
+
+import importlib.util
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import bench
+from experiments import bench_impls as bi
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+IMPLS = ["rnnjax", "flax", "rnnjax[unroll2]"] + (["torch"] if HAVE_TORCH else [])
+B, T, I, H = 2, 5, 3, 4
+REQUIRED_KEYS = {
+    "impl", "config", "cell", "mode", "B", "T", "I", "H", "median_s", "p10_s", "p90_s",
+    "us_per_step", "gflops", "frac_of_matmul_peak", "ratio_to_torch", "ratio_to_flax",
+    "peak_mem_bytes", "compile_s", "device", "dtype",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny benchmark run; returns (rows returned by main, output directory)."""
+    out = tmp_path_factory.mktemp("bench")
+    bi.register("rnnjax[unroll2]", bi.rnnjax_builder(unroll=2), default=False)
+    try:
+        rows = bench.main([
+            "--config-spec", f"{B},{T},{I},{H}", "--cells", "lstm", "--modes", "forward,fwd_bwd",
+            "--impls", ",".join(IMPLS), "--warmup", "1", "--repeats", "2", "--out", str(out),
+        ])  # fmt: skip
+    finally:
+        del bi.IMPLS["rnnjax[unroll2]"]
+    return rows, out
+
+
+def test_results_json_is_the_list_of_rows_main_returns_one_per_impl_and_mode(run):
+    rows, out = run
+    saved = json.loads((out / "results.json").read_text())
+    assert saved == rows
+    assert sorted((r["impl"], r["mode"]) for r in saved) == sorted(
+        (impl, mode) for impl in IMPLS for mode in ("forward", "fwd_bwd")
+    )
+    for r in saved:
+        assert REQUIRED_KEYS <= set(r), REQUIRED_KEYS - set(r)
+        assert (r["cell"], r["B"], r["T"], r["I"], r["H"]) == ("lstm", B, T, I, H)
+        assert r["config"] == f"custom_B{B}_T{T}_I{I}_H{H}"
+
+
+def test_times_are_finite_positive_and_ordered(run):
+    for r in run[0]:
+        assert math.isfinite(r["median_s"]) and r["median_s"] > 0
+        assert 0 < r["p10_s"] <= r["median_s"] <= r["p90_s"]
+        assert math.isfinite(r["compile_s"]) and r["compile_s"] > 0
+
+
+def test_every_impl_ran_in_float32_although_the_tests_enable_x64(run):
+    assert {r["dtype"] for r in run[0]} == {"float32"}
+
+
+def test_ratios_divide_medians_of_the_same_mode_and_flax_is_one_against_itself(run):
+    rows = run[0]
+    median = {(r["impl"], r["mode"]): r["median_s"] for r in rows}
+    for r in rows:
+        flax = median["flax", r["mode"]]
+        assert r["ratio_to_flax"] == pytest.approx(r["median_s"] / flax, rel=1e-12)
+        if r["impl"] == "flax":
+            assert r["ratio_to_flax"] == 1.0
+        if HAVE_TORCH:
+            assert r["ratio_to_torch"] == pytest.approx(r["median_s"] / median["torch", r["mode"]])
+        else:
+            assert r["ratio_to_torch"] is None
+
+
+def test_rates_follow_the_documented_matmul_flop_convention(run):
+    for r in run[0]:
+        forward_flops = 2 * B * T * 4 * H * (I + H)  # LSTM: G = 4 gate blocks
+        flops = forward_flops * (3 if r["mode"] == "fwd_bwd" else 1)
+        assert r["gflops"] == pytest.approx(flops / r["median_s"] / 1e9)
+        assert r["us_per_step"] == pytest.approx(r["median_s"] / T * 1e6)
+        assert r["frac_of_matmul_peak"] == pytest.approx(r["gflops"] / r["matmul_peak_gflops"])
+
+
+def test_markdown_table_plot_and_metadata_are_written(run):
+    rows, out = run
+    md = (out / "results.md").read_text()
+    for impl in IMPLS:
+        assert f"| lstm | forward | {impl} |" in md
+        assert f"| lstm | fwd_bwd | {impl} |" in md
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["versions"]["jax"] and meta["cpu_count"] >= 1 and meta["matmul_gflops"]
+    assert meta["skipped"] == []  # nothing requested was skipped
+
+
+def test_unknown_impl_is_refused_with_the_registered_names():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--impls", "rnnjax,nonesuch"])
+
+
+@pytest.mark.parametrize("impl", ["rnnjax", "flax", "torch"])
+def test_builders_return_outputs_and_gradients_of_the_right_shapes(impl):
+    if impl == "torch":
+        pytest.importorskip("torch", reason="the torch benchmark needs PyTorch")
+    for cell in bi.CELLS:
+        w = bi.Workload(cell, "forward", B, T, I, H)
+        ys = bi.IMPLS[impl].build(w, bi.make_data(w)).call()
+        assert tuple(ys.shape) == (B, T, H)
+    G = 1  # fwd_bwd on the Elman cell only: its compile is the cheapest
+    w = bi.Workload("rnn", "fwd_bwd", B, T, I, H)
+    grads = bi.IMPLS[impl].build(w, bi.make_data(w)).call()
+    shapes = [tuple(g.shape) for g in jax.tree.leaves(grads)]
+    assert shapes[-1] == (B, T, I)  # d sum(outputs) / d xs
+    # the weights, G*H*(I+H), and the biases: b_ih and b_hh in rnnjax and
+    # PyTorch, one bias vector in Flax's SimpleCell
+    biases = sum(int(np.prod(s)) for s in shapes[:-1]) - G * H * (I + H)
+    assert biases == (G * H if impl == "flax" else 2 * G * H), shapes
+
+
+@pytest.mark.parametrize("impl", ["rnnjax", "flax", "torch"])
+def test_train_step_carries_its_state_so_the_loss_falls_call_after_call(impl):
+    if impl == "torch":
+        pytest.importorskip("torch", reason="the torch benchmark needs PyTorch")
+    w = bi.Workload("rnn", "train_step", B, T, I, H)
+    prepared = bi.IMPLS[impl].build(w, bi.make_data(w))
+    loss = lambda out: float(out if impl == "torch" else out[2])
+    losses = [loss(prepared.call()) for _ in range(6)]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
