@@ -22,6 +22,18 @@ I=3 H=4; and any ``--config-spec B,T,I,H``. Cells: ``lstm``, ``gru``
 ``--configs fastrnns,overhead`` with every cell and mode, 2 warm-up calls and
 10 repeats.
 
+Parallel-scan cells (``--configs parscan``: B=16, I=H=128, T in {256, 1024, 4096})::
+
+    python -m experiments.bench --configs parscan --cells gru,lstm --modes forward,fwd_bwd \\
+        --impls "rnnjax,rnnjax[min-parallel],rnnjax[min-parallel-linear],rnnjax[min-sequential]"
+
+times the minGRU (in the ``gru`` rows) and the minLSTM (``lstm`` rows) of Feng et al.
+(2024), log-space form, unrolled by ``rnnjax.parallel.parallel_unroll`` with a
+log-space scan (``rnnjax[min-parallel]``) or a linear-space scan of the same
+coefficients (``rnnjax[min-parallel-linear]``) and by the sequential
+``rnnjax.unroll`` (``rnnjax[min-sequential]``), against the full GRU/LSTM
+(``rnnjax``). Their GFLOP/s count the full cell's matmuls, so compare times, not rates.
+
 Method:
 
 - compile time is reported separately (``compile_s``: jax ``jit(f).lower(...).compile()``;
@@ -87,6 +99,9 @@ CONFIGS: dict[str, list[tuple[str, int, int, int, int]]] = {
     "long": [("long", 16, 1000, 256, 256)],  # long sequences: T=1000, B=16, I=H=256
     "quick": [("quick", 16, 25, 64, 128)],  # the overhead shape at T=25, for --quick
     "tiny": [("tiny", 2, 5, 3, 4)],  # for tests
+    # parallel scan (minGRU/minLSTM, impls rnnjax[min-parallel], rnnjax[min-sequential]):
+    # B=16, I=H=128 at T = 256, 1024, 4096; see the "Parallel-scan cells" paragraph above
+    "parscan": [(f"parscan_T{t}", 16, t, 128, 128) for t in (256, 1024, 4096)],
 }
 DEFAULTS = dict(
     configs="fastrnns,overhead", cells="lstm,gru,rnn", modes="forward,fwd_bwd,train_step",

@@ -291,6 +291,17 @@ register("torch", build_torch, available=torch_available)
 register("jax_cudnn", build_jax_cudnn, available=cudnn_available, cells=("lstm",))
 
 
+# -- rnnjax's fast training path: rnnjax.fused.fused_unroll ---------------------------
+#
+# The same cells and parameters as "rnnjax", unrolled by ``fused_unroll`` (a custom
+# VJP: per-step gate gradients in the reverse loop, every weight gradient one large
+# matmul after it). Part of the default --impls list.
+
+from rnnjax.fused import fused_unroll  # noqa: E402
+
+register("rnnjax[fused]", rnnjax_builder(unroll_fn=fused_unroll))
+
+
 # -- measurement helpers (used by experiments.bench) ------------------------------
 
 
@@ -384,3 +395,44 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+# -- parallel-scan cells: minGRU / minLSTM, parallel and sequential -----------------
+#
+# The rows of ``--configs parscan``: the minimal GRU/LSTM of Feng et al. (2024) stand in
+# for the cell of the workload ("gru" -> MinGRU, "lstm" -> MinLSTM, same I and H, the
+# paper's log-space form), unrolled by ``rnnjax.parallel.parallel_unroll`` with its
+# default log-space scan ("rnnjax[min-parallel]") or with the linear-space scan of the
+# same coefficients ("rnnjax[min-parallel-linear]"), or by the sequential
+# ``rnnjax.unroll`` ("rnnjax[min-sequential]"); the full GRU/LSTM is "rnnjax". GFLOP/s
+# and % of matmul peak in these rows count the full cell's matmuls (the work the row
+# replaces), so compare their times, not their rates.
+
+MIN_CELLS = {"gru": "MinGRU", "lstm": "MinLSTM"}
+
+
+def min_rnn_builder(parallel: bool, scan_log_space: bool | None = None, **cell_kwargs):
+    """A builder timing ``MinGRU`` (for "gru" workloads) or ``MinLSTM`` ("lstm"),
+    unrolled by ``parallel_unroll(..., log_space=scan_log_space)`` if ``parallel``,
+    else by ``rnnjax.unroll``."""
+    from rnnjax.cells import minrnn
+    from rnnjax.parallel import parallel_unroll
+
+    def build(w: Workload, data: Data) -> Prepared:
+        cell = getattr(minrnn, MIN_CELLS[w.cell])(w.I, w.H, **cell_kwargs)
+        if parallel:
+            apply = lambda p, xs: parallel_unroll(cell, p, xs, log_space=scan_log_space).outputs
+        else:
+            apply = lambda p, xs: rnnjax.unroll(cell, p, xs).outputs
+        return jax_prepared(w, data, cell.init, apply)
+
+    return build
+
+
+for _name, _build in {
+    "rnnjax[min-parallel]": min_rnn_builder(parallel=True),
+    "rnnjax[min-parallel-linear]": min_rnn_builder(parallel=True, scan_log_space=False),
+    "rnnjax[min-sequential]": min_rnn_builder(parallel=False),
+}.items():
+    register(_name, _build, cells=tuple(MIN_CELLS), default=False)
+del _name, _build

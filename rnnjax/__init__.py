@@ -11,6 +11,7 @@ Where to look:
 from rnnjax import data, generation, initializers
 from rnnjax.cells import (
     GRU,
+    LRU,
     LSTM,
     Cell,
     ElmanCarry,
@@ -18,12 +19,21 @@ from rnnjax.cells import (
     ElmanRNN,
     GRUCarry,
     GRUParams,
+    LRUCarry,
+    LRUParams,
     LSTMCarry,
     LSTMParams,
+    MinGRU,
+    MinGRUCarry,
+    MinGRUParams,
+    MinLSTM,
+    MinLSTMCarry,
+    MinLSTMParams,
 )
 from rnnjax.generation import Generated, generate, top_k_next
 from rnnjax.losses import sequence_cross_entropy
 from rnnjax.masking import last_valid, lengths_from_mask, reverse_padded, sequence_mask
+from rnnjax.parallel import parallel_unroll
 from rnnjax.readout import Readout, ReadoutParams
 from rnnjax.unroll import Unrolled, many_to_many, many_to_one, unroll
 
@@ -40,6 +50,15 @@ __all__ = [
     "GRUParams",
     "LSTMCarry",
     "LSTMParams",
+    "LRU",
+    "LRUCarry",
+    "LRUParams",
+    "MinGRU",
+    "MinGRUCarry",
+    "MinGRUParams",
+    "MinLSTM",
+    "MinLSTMCarry",
+    "MinLSTMParams",
     "Generated",
     "Readout",
     "ReadoutParams",
@@ -52,6 +71,7 @@ __all__ = [
     "lengths_from_mask",
     "many_to_many",
     "many_to_one",
+    "parallel_unroll",
     "reverse_padded",
     "sequence_cross_entropy",
     "sequence_mask",

@@ -3,7 +3,16 @@
 from rnnjax.cells.base import Cell
 from rnnjax.cells.elman import ElmanCarry, ElmanParams, ElmanRNN
 from rnnjax.cells.gru import GRU, GRUCarry, GRUParams
+from rnnjax.cells.lru import LRU, LRUCarry, LRUParams
 from rnnjax.cells.lstm import LSTM, LSTMCarry, LSTMParams
+from rnnjax.cells.minrnn import (
+    MinGRU,
+    MinGRUCarry,
+    MinGRUParams,
+    MinLSTM,
+    MinLSTMCarry,
+    MinLSTMParams,
+)
 
 __all__ = [
     "Cell",
@@ -16,4 +25,13 @@ __all__ = [
     "LSTM",
     "LSTMCarry",
     "LSTMParams",
+    "LRU",
+    "LRUCarry",
+    "LRUParams",
+    "MinGRU",
+    "MinGRUCarry",
+    "MinGRUParams",
+    "MinLSTM",
+    "MinLSTMCarry",
+    "MinLSTMParams",
 ]

@@ -1,0 +1,495 @@
+"""A fast path for training: ``fused_unroll``, an unroll with a hand-written backward pass.
+
+``fused_unroll`` computes what :func:`rnnjax.unroll` computes (same arguments,
+outputs, final carry and gradients, up to floating-point rounding) for the
+built-in ``LSTM``, ``GRU`` (``variant="reset_after"``) and ``ElmanRNN`` (tanh
+or relu) cells, with a ``jax.custom_vjp`` gradient written for speed on CPU:
+
+- forward: the input projection ``W_ih x_t`` of all ``T`` steps is one matmul
+  before the loop; each step is one matmul for all gate blocks,
+  ``h_{t-1} W_hh^T``, plus one fused elementwise pass, and saves only what the
+  backward pass reads: the gate activations, the incoming carry ``h_{t-1}``
+  (and ``c_{t-1}`` for the LSTM, ``W_hn h_{t-1} + b_hn`` for the GRU);
+- backward: the reverse loop does one matmul per step, ``dgates_t W_hh``, for
+  the carry gradient, and stores the gate pre-activation gradients
+  ``dgates (B, T, G*H)``. Every parameter and input gradient is then one large
+  matmul (or sum) after the loop, over all ``B*T`` rows at once:
+  ``dW_hh = sum_t dgates_t^T h_{t-1}``, ``dW_ih = sum_t dgates_t^T x_t``,
+  ``dx = dgates W_ih``, ``db = sum dgates``.
+
+Autodiff of ``rnnjax.unroll`` instead accumulates ``dW_hh`` and ``dW_ih``
+inside the reverse loop, ``T`` times a ``(G*H, B) x (B, H)`` matmul too small
+to use the CPU well, and keeps more intermediate arrays alive.
+
+Memory matters on CPU too: each fresh megabyte of scratch costs page faults on
+every call. So the loops work in the caller's layout (batch-major inputs are
+never transposed), and one ``(B, T, G*H)`` buffer serves three times: it holds
+the projected inputs, the forward loop overwrites each step with its gate
+activations once read, and the backward loop overwrites those with the gate
+gradients. (XLA updates a loop buffer in place only when every read of it is
+ordered before the write; the loops therefore read the next step's slice from
+the freshly written buffer and carry it to the next iteration.)
+
+What falls back to :func:`rnnjax.unroll` (transparently, same results): other
+cells (subclasses of the built-in ones included, as their equations may
+differ), ``GRU(variant="reset_before")``, ``return_carries=True``, and empty
+inputs (``T = 0`` or a zero-sized batch). Any float dtype works: the
+arithmetic runs in ``cell.compute_dtype``, as in ``unroll``.
+
+Limitations:
+
+- reverse mode only: ``jax.grad``, ``jax.vjp``, ``jax.jacrev`` work, and so
+  do gradients of gradients (the backward pass is itself differentiable);
+  forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``)
+  of a ``custom_vjp`` raises, so use :func:`rnnjax.unroll` for it;
+- ``unroll > 1`` is honoured but slower here: in an unrolled loop body XLA
+  cannot keep the buffer updates in place and copies the buffer every
+  iteration (about 1.5x slower on the fastrnns shape).
+
+Shapes as in :mod:`rnnjax.unroll`: ``T`` steps, ``*B`` batch dimensions
+(flattened to one, ``B``, inside), ``I`` inputs, ``H`` hidden size, ``G`` gate
+blocks (4 LSTM, 3 GRU, 1 Elman).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax import _checks
+from rnnjax.cells import GRU, LSTM, ElmanRNN, GRUCarry, LSTMCarry
+from rnnjax.cells.base import Cell
+from rnnjax.cells.elman import ElmanCarry
+from rnnjax.masking import lengths_from_mask, reverse_padded, sequence_mask
+from rnnjax.unroll import Unrolled
+from rnnjax.unroll import unroll as _plain_unroll
+
+Array = jax.Array
+
+__all__ = ["fused_unroll", "supports"]
+
+
+def supports(cell) -> bool:
+    """Whether :func:`fused_unroll` runs ``cell`` with its own backward pass (True)
+    or falls back to :func:`rnnjax.unroll` (False)."""
+    kind = type(cell)
+    return kind in (LSTM, ElmanRNN) or (kind is GRU and cell.variant == "reset_after")
+
+
+def fused_unroll(
+    cell: Cell,
+    params,
+    xs: Array,
+    carry=None,
+    *,
+    lengths: Array | None = None,
+    mask: Array | None = None,
+    time_major: bool = False,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    return_carries: bool = False,
+) -> Unrolled:
+    """:func:`rnnjax.unroll` with a faster, hand-written backward pass.
+
+    Same arguments, results and argument errors as :func:`rnnjax.unroll` (see
+    its docstring); the module docstring says how the gradient is computed,
+    what falls back to ``rnnjax.unroll`` and why ``unroll=1`` (passed to both
+    the forward and the backward ``lax.scan``) is the fast setting.
+    """
+    plain = functools.partial(
+        _plain_unroll, cell, params, xs, carry, lengths=lengths, mask=mask,
+        time_major=time_major, reverse=reverse, unroll=unroll, return_carries=return_carries,
+    )  # fmt: skip
+    if return_carries or not supports(cell):
+        return plain()
+    # The argument checks of rnnjax.unroll, in the same order with the same messages.
+    _checks.floating_array("xs", xs)
+    if xs.ndim < 2:
+        raise ValueError(
+            f"`xs` must have at least 2 dimensions, (T, I) or (*B, T, I), got shape {tuple(xs.shape)}"
+        )
+    _checks.feature_size("xs", xs, cell.input_size, "the cell's input_size")
+    if lengths is not None and mask is not None:
+        raise ValueError("give `lengths` or `mask`, not both")
+    if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
+        raise ValueError(f"`unroll` must be a positive int or a bool, got {unroll!r}")
+    if math.prod(xs.shape) == 0:
+        return plain()  # nothing to compute; unroll handles the empty shapes
+
+    time_axis = 0 if time_major else xs.ndim - 2
+    num_steps = xs.shape[time_axis]
+    batch_shape = tuple(d for i, d in enumerate(xs.shape[:-1]) if i != time_axis)
+    dtype = cell.compute_dtype(params, xs.dtype)
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        expected = (num_steps, *batch_shape) if time_major else (*batch_shape, num_steps)
+        if tuple(mask.shape) != expected:
+            raise ValueError(f"`mask` must have shape {expected}, got {tuple(mask.shape)}")
+        lengths = lengths_from_mask(mask, time_major=time_major)
+    if lengths is not None:
+        lengths = _checks.lengths_array("lengths", lengths, batch_shape, num_steps)
+    if carry is None:
+        carry = cell.initial_carry(batch_shape, dtype, params)
+    else:
+        _checks.carry_matches("carry", carry, cell.carry_spec(batch_shape, dtype))
+    return _fused_scan(
+        cell, params, xs, carry, lengths, time_major=time_major, reverse=reverse, unroll=unroll
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("time_major", "reverse", "unroll"))
+def _fused_scan(cell, params, xs, carry, lengths, *, time_major, reverse, unroll):
+    """Padding, reversal, batch flattening and biases around the custom-gradient core."""
+    dtype = cell.compute_dtype(params, xs.dtype)
+    H, I = cell.hidden_size, cell.input_size
+    # Keep the caller's layout (no transposes); flatten the batch dimensions to one.
+    time_axis = 0 if time_major else 1
+    num_steps = xs.shape[0 if time_major else -2]
+    batch_shape = xs.shape[1:-1] if time_major else xs.shape[:-2]
+    batch = math.prod(batch_shape)
+    x = xs.reshape((num_steps, batch, I) if time_major else (batch, num_steps, I))
+    flat_lengths = None if lengths is None else lengths.reshape(batch)
+    if lengths is not None:
+        # As in unroll: zero the padding so that NaN/Inf there cannot reach a gradient.
+        valid = sequence_mask(flat_lengths, num_steps, time_major=time_major)[..., None]
+        x = jnp.where(valid, x, jnp.zeros_like(x))
+    if reverse:
+        x = reverse_padded(x, flat_lengths, time_axis=time_axis)
+    x = x.astype(dtype)
+    carry0 = jax.tree.map(lambda c: c.reshape(batch, H), carry)
+
+    # Biases: b_ih, and b_hh wherever it only adds to the pre-activation, are folded
+    # into one vector added inside the loop; the GRU's b_hn is multiplied by r_t,
+    # so it is kept apart.
+    bias = hn_bias = None
+    if params.b_ih is not None:
+        b_hh = params.b_hh.astype(dtype)
+        if isinstance(cell, GRU):
+            b_hh = jnp.concatenate([b_hh[: 2 * H], jnp.zeros((H,), dtype)])
+        bias = params.b_ih.astype(dtype) + b_hh
+        if isinstance(cell, GRU):
+            hn_bias = params.b_hh.astype(dtype)[2 * H :]
+    rule = _rule_for(cell)
+    w_ih, w_hh = params.w_ih.astype(dtype), params.w_hh.astype(dtype)
+    ys, final = _fused_core(
+        rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, flat_lengths
+    )
+
+    if reverse:
+        ys = reverse_padded(ys, flat_lengths, time_axis=time_axis)
+    ys = ys.reshape(xs.shape[:-1] + (H,))
+    final = jax.tree.map(lambda c: c.reshape(*batch_shape, H), final)
+    return Unrolled(carry=final, outputs=ys, carries=None)
+
+
+# -- the cells' equations, forward and backward -------------------------------------
+#
+# A rule holds one cell's equations on one time step of the flattened batch
+# (carries (B, H), gates (B, G*H)):
+#
+# - step(w_t, hn_bias, carry, gx_t) -> (new carry, acts, to_save): w_t = W_hh^T
+#   (H, G*H), gx_t = W_ih x_t + bias. `acts` (B, G*H), or None, overwrites gx_t
+#   in the loop's buffer; `to_save` holds `num_saved` more (B, H) values to keep.
+# - step_grad(w, dcarry, dy, acts, saved, h_prev, after) -> (d carry_{t-1},
+#   dgates, to_save, after_prev): w = W_hh (G*H, H); `dgates` (B, G*H), the
+#   gradient of the pre-activation W_hh h_{t-1} (+ b_hn), overwrites `acts`;
+#   `to_save` overwrites the first `saved` slots (the GRU stores its input-side
+#   candidate gradient there). `after` is what the step needs of the carry after
+#   it (c_t for the LSTM, h_t for Elman); it is passed down the reverse loop from
+#   the final carry, each step handing on its predecessor's (`after_prev`).
+
+
+def _rule_for(cell):
+    if isinstance(cell, LSTM):
+        return _LSTMRule(cell.hidden_size)
+    if isinstance(cell, GRU):
+        return _GRURule(cell.hidden_size)
+    return _ElmanRule(cell.hidden_size, cell.nonlinearity)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LSTMRule:
+    """LSTM (gates i, f, g, o); saves c_{t-1}."""
+
+    hidden_size: int
+    num_saved = 1
+
+    def step(self, w_t, hn_bias, carry, gx_t):
+        H = self.hidden_size
+        gates = gx_t + carry.h @ w_t
+        i = jax.nn.sigmoid(gates[:, :H])
+        f = jax.nn.sigmoid(gates[:, H : 2 * H])
+        g = jnp.tanh(gates[:, 2 * H : 3 * H])
+        o = jax.nn.sigmoid(gates[:, 3 * H :])
+        c = f * carry.c + i * g
+        h = o * jnp.tanh(c)
+        acts = jnp.concatenate([i, f, g, o], axis=-1)
+        return LSTMCarry(h=h, c=c), acts, (carry.c,)
+
+    def after(self, carry):
+        return carry.c
+
+    def step_grad(self, w, dcarry, dy, acts, saved, h_prev, c):
+        H = self.hidden_size
+        (c_prev,) = saved
+        i, f, g, o = (acts[:, k * H : (k + 1) * H] for k in range(4))
+        tanh_c = jnp.tanh(c)
+        dh = dcarry.h + dy
+        dc = dcarry.c + dh * o * (1 - tanh_c * tanh_c)
+        dgates = jnp.concatenate(
+            [
+                dc * g * i * (1 - i),
+                dc * c_prev * f * (1 - f),
+                dc * i * (1 - g * g),
+                dh * tanh_c * o * (1 - o),
+            ],
+            axis=-1,
+        )
+        return LSTMCarry(h=dgates @ w, c=dc * f), dgates, (), c_prev
+
+
+@dataclasses.dataclass(frozen=True)
+class _GRURule:
+    """GRU, reset_after (gates r, z, n; ``n = tanh(gx_n + r * (W_hn h + b_hn))``);
+    saves ``W_hn h_{t-1} + b_hn``."""
+
+    hidden_size: int
+    num_saved = 1
+
+    def step(self, w_t, hn_bias, carry, gx_t):
+        H, h = self.hidden_size, carry.h
+        gh = h @ w_t
+        r = jax.nn.sigmoid(gx_t[:, :H] + gh[:, :H])
+        z = jax.nn.sigmoid(gx_t[:, H : 2 * H] + gh[:, H : 2 * H])
+        hn = gh[:, 2 * H :] if hn_bias is None else gh[:, 2 * H :] + hn_bias
+        n = jnp.tanh(gx_t[:, 2 * H :] + r * hn)
+        h_new = n + z * (h - n)
+        return GRUCarry(h=h_new), jnp.concatenate([r, z, n], axis=-1), (hn,)
+
+    def after(self, carry):
+        return None
+
+    def step_grad(self, w, dcarry, dy, acts, saved, h_prev, after):
+        H = self.hidden_size
+        (hn,) = saved
+        r, z, n = (acts[:, k * H : (k + 1) * H] for k in range(3))
+        dh = dcarry.h + dy
+        dn_pre = dh * (1 - z) * (1 - n * n)  # gradient of the candidate's pre-activation
+        # Gradient of W_hh h + b_hh (the n block is r * dn_pre); the input side's n
+        # block is dn_pre itself, stored in hn's slot.
+        dgates = jnp.concatenate(
+            [dn_pre * hn * r * (1 - r), dh * (h_prev - n) * z * (1 - z), dn_pre * r], axis=-1
+        )
+        return GRUCarry(h=dh * z + dgates @ w), dgates, (dn_pre,), None
+
+
+@dataclasses.dataclass(frozen=True)
+class _ElmanRule:
+    """Elman, ``h_t = act(gx_t + W_hh h_{t-1})``; saves nothing beyond h_{t-1}."""
+
+    hidden_size: int
+    nonlinearity: str
+    num_saved = 0
+
+    def step(self, w_t, hn_bias, carry, gx_t):
+        pre = gx_t + carry.h @ w_t
+        h = jnp.tanh(pre) if self.nonlinearity == "tanh" else jax.nn.relu(pre)
+        return ElmanCarry(h=h), None, ()
+
+    def after(self, carry):
+        return carry.h
+
+    def step_grad(self, w, dcarry, dy, acts, saved, h_prev, h):
+        dh = dcarry.h + dy
+        if self.nonlinearity == "tanh":
+            dpre = dh * (1 - h * h)
+        else:
+            dpre = jnp.where(h > 0, dh, jnp.zeros_like(dh))
+        return ElmanCarry(h=dpre @ w), dpre, (), h_prev
+
+
+# -- the loops and the custom gradient ----------------------------------------------
+
+
+def _read(a, t, time_axis):
+    return jax.lax.dynamic_index_in_dim(a, t, axis=time_axis, keepdims=False)
+
+
+def _write(a, value, t, time_axis):
+    return jax.lax.dynamic_update_index_in_dim(a, value, t, axis=time_axis)
+
+
+def _valid(lengths, t):
+    return None if lengths is None else (t < lengths)[:, None]
+
+
+def _forward(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths, save):
+    """The forward loop.
+
+    Returns ``(outputs, final carry, residuals)``; outputs in ``x``'s layout,
+    residuals ``(acts, h_in, saved)`` (only with ``save``; ``h_in`` always, as the
+    outputs are read from it: the output of step ``t`` is the carry into ``t + 1``).
+    """
+    num_steps = x.shape[time_axis]
+    buf = x @ w_ih.T  # the input projection of every step: one matmul, (.., G*H)
+    w_t = w_hh.T
+    hidden = x.shape[:-1] + (rule.hidden_size,)
+    h_in = jnp.zeros(hidden, x.dtype)
+    saved0 = None
+
+    def body(state, t):
+        carry, gx_t, buf, h_in, saved = state
+        if bias is not None:
+            gx_t = gx_t + bias
+        new, acts, to_save = rule.step(w_t, hn_bias, carry, gx_t)
+        h_in = _write(h_in, carry.h, t, time_axis)
+        if save:
+            if acts is not None:
+                buf = _write(buf, acts, t, time_axis)
+            saved = tuple(_write(s, v, t, time_axis) for s, v in zip(saved, to_save, strict=True))
+        # Read the next step's projected input from the updated buffer: reading after
+        # the write lets XLA update the buffer in place (a read of the old buffer
+        # that XLA cannot order before the write makes it copy the whole buffer).
+        gx_next = _read(buf, jnp.minimum(t + 1, num_steps - 1), time_axis)
+        valid = _valid(lengths, t)
+        if valid is not None:
+            new = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new, carry)
+        return (new, gx_next, buf, h_in, saved), None
+
+    if save:
+        saved0 = tuple(jnp.zeros(hidden, x.dtype) for _ in range(rule.num_saved))
+    state = (carry0, _read(buf, 0, time_axis), buf, h_in, saved0)
+    (final, _, buf, h_in, saved), _ = jax.lax.scan(
+        body, state, jnp.arange(num_steps), unroll=unroll
+    )
+
+    # outputs[t] = h_in[t + 1] (and the final h at the last step), zero at padding
+    last = jnp.expand_dims(final.h, time_axis)
+    later = jax.lax.slice_in_dim(h_in, 1, num_steps, axis=time_axis)
+    ys = jnp.concatenate([later, last], axis=time_axis)
+    if lengths is not None:
+        mask = sequence_mask(lengths, num_steps, time_major=time_axis == 0)[..., None]
+        ys = jnp.where(mask, ys, jnp.zeros_like(ys))
+    return ys, final, ((buf, h_in, saved) if save else None)
+
+
+def _forward_only(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths):
+    """The forward loop when no gradient is taken: no residuals, so no buffer for
+    the projected inputs either; each step projects its own input (the same
+    FLOPs, without a fresh (.., G*H) buffer) and writes its output."""
+    w_ih_t, w_t = w_ih.T, w_hh.T
+    ys = jnp.zeros(x.shape[:-1] + (rule.hidden_size,), x.dtype)
+
+    def body(state, t):
+        carry, ys = state
+        gx_t = _read(x, t, time_axis) @ w_ih_t
+        if bias is not None:
+            gx_t = gx_t + bias
+        new, _, _ = rule.step(w_t, hn_bias, carry, gx_t)
+        y = new.h
+        valid = _valid(lengths, t)
+        if valid is not None:
+            new = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new, carry)
+            y = jnp.where(valid, y, jnp.zeros_like(y))
+        return (new, _write(ys, y, t, time_axis)), None
+
+    steps = jnp.arange(x.shape[time_axis])
+    (final, ys), _ = jax.lax.scan(body, (carry0, ys), steps, unroll=unroll)
+    return ys, final
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _fused_core(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths):
+    """``(outputs, final carry)`` of the recurrence over ``x``: ``(B, T, I)`` when
+    ``time_axis`` is 1, ``(T, B, I)`` when it is 0."""
+    if _OPTS.get("fwd_inloop", True):
+        return _forward_only(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths)
+    args = (x, w_ih, w_hh, bias, hn_bias, carry0, lengths)
+    ys, final, _ = _forward(rule, unroll, time_axis, *args, save=False)
+    return ys, final
+
+
+def _fused_core_fwd(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths):
+    args = (x, w_ih, w_hh, bias, hn_bias, carry0, lengths)
+    ys, final, res = _forward(rule, unroll, time_axis, *args, save=True)
+    return (ys, final), (res, final, *args)
+
+
+def _contract_time_and_batch(a, b):
+    """``sum over time and batch of a^T b``: ``(.., M), (.., N) -> (M, N)``, one matmul."""
+    return jax.lax.dot_general(a, b, (((0, 1), (0, 1)), ((), ())))
+
+
+def _weight_grad(inputs, dgates):
+    """``dW = sum over time and batch of dgates^T inputs``, ``(G*H, K)``.
+
+    Computed as ``(inputs^T dgates)^T``: on CPU the matmul with the small ``K``
+    side as its rows is faster than ``dgates^T inputs``, which needs a
+    transposed copy of the large ``dgates``. The optimisation barrier stops XLA
+    from rewriting it back into that form.
+    """
+    return jax.lax.optimization_barrier(_contract_time_and_batch(inputs, dgates)).T
+
+
+def _fused_core_bwd(rule, unroll, time_axis, res, cotangents):
+    (buf, h_in, saved), final, x, w_ih, w_hh, bias, hn_bias, carry0, lengths = res
+    dys, dfinal = cotangents
+    num_steps = x.shape[time_axis]
+
+    def body(state, t):
+        dcarry, after, acts, saved_t, buf, saved = state
+        dy = _read(dys, t, time_axis)
+        h_prev = _read(h_in, t, time_axis)
+        dprev, dgates, to_save, after_prev = rule.step_grad(
+            w_hh, dcarry, dy, acts, saved_t, h_prev, after
+        )
+        valid = _valid(lengths, t)
+        if valid is not None:
+            # Padded steps passed the carry through and output zeros.
+            dprev = jax.tree.map(lambda n, o: jnp.where(valid, n, o), dprev, dcarry)
+            dgates = jnp.where(valid, dgates, jnp.zeros_like(dgates))
+            to_save = tuple(jnp.where(valid, v, jnp.zeros_like(v)) for v in to_save)
+        # Overwrite step t's residuals with its gradients, then read step t-1's from
+        # the updated buffers (in place, as in the forward loop).
+        buf = _write(buf, dgates, t, time_axis)
+        written = tuple(_write(s, v, t, time_axis) for s, v in zip(saved, to_save, strict=False))
+        saved = written + saved[len(written) :]
+        prev = jnp.maximum(t - 1, 0)
+        acts_prev = _read(buf, prev, time_axis)
+        saved_prev = tuple(_read(s, prev, time_axis) for s in saved)
+        return (dprev, after_prev, acts_prev, saved_prev, buf, saved), None
+
+    last = num_steps - 1
+    first = (_read(buf, last, time_axis), tuple(_read(s, last, time_axis) for s in saved))
+    state = (dfinal, rule.after(final), *first, buf, saved)
+    steps = jnp.arange(num_steps)
+    (dcarry0, _, _, _, dgates, saved), _ = jax.lax.scan(
+        body, state, steps, reverse=True, unroll=unroll
+    )
+    # dgates is the gradient of W_hh h_{t-1} (+ b_hn); dgx that of the input
+    # projection W_ih x_t + bias: the same but for the GRU's candidate block.
+    if isinstance(rule, _GRURule):
+        # [dgates_r, dgates_z, dn]: written as a select so that XLA makes it in one
+        # pass (a concatenate of a slice copies the slice first).
+        H = rule.hidden_size
+        dn = jnp.pad(saved[0], [(0, 0)] * (dgates.ndim - 1) + [(2 * H, 0)])
+        column = jax.lax.broadcasted_iota(jnp.int32, dgates.shape, dgates.ndim - 1)
+        dgx = jnp.where(column < 2 * H, dgates, dn)
+    else:
+        dgx = dgates
+    dx = dgx @ w_ih
+    dw_ih = _weight_grad(x, dgx)
+    dw_hh = _weight_grad(h_in, dgates)
+    dbias = None if bias is None else jnp.sum(dgx, axis=(0, 1))
+    dhn_bias = None  # the GRU's b_hn: the n block of dgates (summed whole: no slice copy)
+    if hn_bias is not None:
+        dhn_bias = jnp.sum(dgates, axis=(0, 1))[2 * rule.hidden_size :]
+    return dx, dw_ih, dw_hh, dbias, dhn_bias, dcarry0, None
+
+
+_fused_core.defvjp(_fused_core_fwd, _fused_core_bwd)
+_OPTS = {}
