@@ -17,6 +17,9 @@ or relu) cells, with a ``jax.custom_vjp`` gradient written for speed on CPU:
   ``dW_hh = sum_t dgates_t^T h_{t-1}``, ``dW_ih = sum_t dgates_t^T x_t``,
   ``dx = dgates W_ih``, ``db = sum dgates``.
 
+Without a gradient (inference), a plain loop runs instead that projects each
+step's input inside the loop and saves nothing.
+
 Autodiff of ``rnnjax.unroll`` instead accumulates ``dW_hh`` and ``dW_ih``
 inside the reverse loop, ``T`` times a ``(G*H, B) x (B, H)`` matmul too small
 to use the CPU well, and keeps more intermediate arrays alive.
@@ -327,19 +330,19 @@ def _valid(lengths, t):
     return None if lengths is None else (t < lengths)[:, None]
 
 
-def _forward(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths, save):
-    """The forward loop.
+def _forward(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths):
+    """The forward loop when a gradient will be taken.
 
-    Returns ``(outputs, final carry, residuals)``; outputs in ``x``'s layout,
-    residuals ``(acts, h_in, saved)`` (only with ``save``; ``h_in`` always, as the
-    outputs are read from it: the output of step ``t`` is the carry into ``t + 1``).
+    Returns ``(outputs, final carry, residuals)``: outputs in ``x``'s layout,
+    residuals ``(acts, h_in, saved)``. The outputs are read from ``h_in`` after
+    the loop (the output of step ``t`` is the carry into step ``t + 1``).
     """
     num_steps = x.shape[time_axis]
     buf = x @ w_ih.T  # the input projection of every step: one matmul, (.., G*H)
     w_t = w_hh.T
     hidden = x.shape[:-1] + (rule.hidden_size,)
     h_in = jnp.zeros(hidden, x.dtype)
-    saved0 = None
+    saved0 = tuple(jnp.zeros(hidden, x.dtype) for _ in range(rule.num_saved))
 
     def body(state, t):
         carry, gx_t, buf, h_in, saved = state
@@ -347,10 +350,9 @@ def _forward(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, leng
             gx_t = gx_t + bias
         new, acts, to_save = rule.step(w_t, hn_bias, carry, gx_t)
         h_in = _write(h_in, carry.h, t, time_axis)
-        if save:
-            if acts is not None:
-                buf = _write(buf, acts, t, time_axis)
-            saved = tuple(_write(s, v, t, time_axis) for s, v in zip(saved, to_save, strict=True))
+        if acts is not None:
+            buf = _write(buf, acts, t, time_axis)
+        saved = tuple(_write(s, v, t, time_axis) for s, v in zip(saved, to_save, strict=True))
         # Read the next step's projected input from the updated buffer: reading after
         # the write lets XLA update the buffer in place (a read of the old buffer
         # that XLA cannot order before the write makes it copy the whole buffer).
@@ -360,8 +362,6 @@ def _forward(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, leng
             new = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new, carry)
         return (new, gx_next, buf, h_in, saved), None
 
-    if save:
-        saved0 = tuple(jnp.zeros(hidden, x.dtype) for _ in range(rule.num_saved))
     state = (carry0, _read(buf, 0, time_axis), buf, h_in, saved0)
     (final, _, buf, h_in, saved), _ = jax.lax.scan(
         body, state, jnp.arange(num_steps), unroll=unroll
@@ -374,7 +374,7 @@ def _forward(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, leng
     if lengths is not None:
         mask = sequence_mask(lengths, num_steps, time_major=time_axis == 0)[..., None]
         ys = jnp.where(mask, ys, jnp.zeros_like(ys))
-    return ys, final, ((buf, h_in, saved) if save else None)
+    return ys, final, (buf, h_in, saved)
 
 
 def _forward_only(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths):
@@ -406,16 +406,12 @@ def _forward_only(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0,
 def _fused_core(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths):
     """``(outputs, final carry)`` of the recurrence over ``x``: ``(B, T, I)`` when
     ``time_axis`` is 1, ``(T, B, I)`` when it is 0."""
-    if _OPTS.get("fwd_inloop", True):
-        return _forward_only(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths)
-    args = (x, w_ih, w_hh, bias, hn_bias, carry0, lengths)
-    ys, final, _ = _forward(rule, unroll, time_axis, *args, save=False)
-    return ys, final
+    return _forward_only(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths)
 
 
 def _fused_core_fwd(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, lengths):
     args = (x, w_ih, w_hh, bias, hn_bias, carry0, lengths)
-    ys, final, res = _forward(rule, unroll, time_axis, *args, save=True)
+    ys, final, res = _forward(rule, unroll, time_axis, *args)
     return (ys, final), (res, final, *args)
 
 
@@ -492,4 +488,3 @@ def _fused_core_bwd(rule, unroll, time_axis, res, cotangents):
 
 
 _fused_core.defvjp(_fused_core_fwd, _fused_core_bwd)
-_OPTS = {}

@@ -55,7 +55,8 @@ def unroll(
     """Run ``cell`` over the time axis of ``xs`` with ``jax.lax.scan``.
 
     The input projection ``W_ih x_t + b_ih`` of every step is computed before the
-    loop as one matmul over all ``T`` steps; the scan carries only the recurrence.
+    loop as one matmul over all ``T`` steps (with ``remat="segments"``, one per
+    segment); the scan carries only the recurrence.
 
     Args:
       cell: an rnnjax cell (``ElmanRNN``, ``LSTM``, ``GRU``, ...).
