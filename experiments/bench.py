@@ -54,7 +54,10 @@ Method:
 - ``frac_of_matmul_peak`` divides the achieved rate by this run's measured rate
   of one jitted float32 ``(B*T, I) @ (I, G*H)`` matmul (the input projection of
   the same shape); the rate of the per-step ``(B, H) @ (H, G*H)`` matmul, which
-  bounds the recurrence, is reported next to it (``small_matmul_gflops``);
+  bounds the recurrence, is reported next to it (``small_matmul_gflops``), and
+  so are torch's rates for the same two shapes (``torch_matmul_gflops``,
+  ``torch_small_matmul_gflops``): the speed of the two matmul libraries, which
+  bounds how close the JAX implementations can get to torch's time;
 - float32 means float32: on GPU, unless ``--tf32``, JAX runs under
   ``jax.default_matmul_precision("highest")`` (which also keeps cuDNN's LSTM off
   TF32) and torch with ``allow_tf32 = False`` for matmuls and cuDNN; JAX does not
@@ -247,6 +250,8 @@ def bench_workload(config: str, w: bi.Workload, impls, cfg: BenchConfig, skipped
     flops = FLOP_MULTIPLIER[w.mode] * 2 * w.B * w.T * w.G * w.H * (w.I + w.H)
     big = bi.matmul_gflops(w.B * w.T, w.I, w.G * w.H)
     small = bi.matmul_gflops(w.B, w.H, w.G * w.H)
+    torch_big = bi.torch_matmul_gflops(w.B * w.T, w.I, w.G * w.H) if "torch" in ready else None
+    torch_small = bi.torch_matmul_gflops(w.B, w.H, w.G * w.H) if "torch" in ready else None
     rows = []
     for name, prepared in ready.items():
         t = np.asarray(times[name])
@@ -257,6 +262,7 @@ def bench_workload(config: str, w: bi.Workload, impls, cfg: BenchConfig, skipped
             median_s=median, p10_s=float(np.percentile(t, 10)), p90_s=float(np.percentile(t, 90)),
             min_s=float(t.min()), repeats=len(t), us_per_step=median / w.T * 1e6, flops=flops,
             gflops=gflops, matmul_peak_gflops=big, small_matmul_gflops=small,
+            torch_matmul_gflops=torch_big, torch_small_matmul_gflops=torch_small,
             frac_of_matmul_peak=gflops / big, compile_s=prepared.compile_s,
             xla_temp_bytes=prepared.xla_temp_bytes, device=prepared.device, **info[name],
         ))
@@ -345,9 +351,13 @@ def write_markdown(rows, meta, path: Path) -> None:
         lines.append(TABLE_HEAD)
         for r in sorted(group, key=lambda r: (r["cell"], bi.MODES.index(r["mode"]))):
             lines.append(table_row(r))
-        peaks = {r["cell"]: r["matmul_peak_gflops"] for r in group}
-        lines += ["", "Matmul peak, (B\\*T, I) @ (I, G\\*H): " + ", ".join(
-            f"{cell} {g:.1f} GFLOP/s" for cell, g in peaks.items()
+        peaks = {r["cell"]: r for r in group}
+        lines += ["", "Matmul rates measured in this run, GFLOP/s, XLA (torch): " + "; ".join(
+            f"{cell} (B\\*T, I) @ (I, G\\*H) {r['matmul_peak_gflops']:.1f} "
+            f"({_fmt(r.get('torch_matmul_gflops'), '.1f')}), "
+            f"(B, H) @ (H, G\\*H) {r['small_matmul_gflops']:.1f} "
+            f"({_fmt(r.get('torch_small_matmul_gflops'), '.1f')})"
+            for cell, r in peaks.items()
         ) + "."]  # fmt: skip
     if meta["skipped"]:
         lines += ["", "## Skipped", ""]
@@ -442,7 +452,8 @@ def main(argv=None) -> list[dict]:
     meta["skipped"] = skipped
     meta["wall_s"] = time.perf_counter() - t_start
     meta["matmul_gflops"] = [
-        dict(m=m, k=k, n=n, gflops=g) for (m, k, n), g in bi.MATMUL_GFLOPS.items()
+        dict(m=m, k=k, n=n, gflops=g, torch_gflops=bi.TORCH_MATMUL_GFLOPS.get((m, k, n)))
+        for (m, k, n), g in bi.MATMUL_GFLOPS.items()
     ]
     (out / "results.json").write_text(json.dumps(rows, indent=1))
     (out / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -7,8 +7,8 @@ into a :class:`Prepared` benchmark (a compiled, synchronised call), and an
 availability check. Variants are one line each; a later fast path of rnnjax
 would be registered as, for instance::
 
-    register("rnnjax[fused]", rnnjax_builder(unroll_fn=my_fused_unroll))
-    register("rnnjax[unroll8]", rnnjax_builder(unroll=8), default=False)
+    register("rnnjax[fused]", rnnjax_builder(impl="fused"))
+    register("rnnjax[unroll=8]", rnnjax_builder(unroll=8), default=False)
 
 and then selected with ``--impls rnnjax,rnnjax[fused],flax``. The measurement
 helpers ``experiments.bench`` uses (matmul reference rate, memory) are at the end.
@@ -291,15 +291,29 @@ register("torch", build_torch, available=torch_available)
 register("jax_cudnn", build_jax_cudnn, available=cudnn_available, cells=("lstm",))
 
 
-# -- rnnjax's fast training path: rnnjax.fused.fused_unroll ---------------------------
+# -- rnnjax's fast paths, each selectable ------------------------------------------
 #
-# The same cells and parameters as "rnnjax", unrolled by ``fused_unroll`` (a custom
-# VJP: per-step gate gradients in the reverse loop, every weight gradient one large
-# matmul after it). Part of the default --impls list.
+# The same cells and parameters as "rnnjax" (``rnnjax.unroll``'s default scan):
+#
+# - "rnnjax[fused]": ``impl="fused"``, a custom VJP (per-step gate gradients in the
+#   reverse loop, every weight gradient one large matmul after it; default list);
+# - "rnnjax[auto]": ``impl="auto"``, cuDNN for the LSTM on a CUDA GPU, else fused
+#   (default list on GPU, where it differs from "rnnjax[fused]");
+# - "rnnjax[bf16]": mixed precision, ``matmul_dtype=bfloat16`` (bf16 matmul operands,
+#   float32 accumulation and state), scan (default list on GPU; on CPU bf16 matmuls
+#   are emulated and slow);
+# - "rnnjax[unroll=K]", "rnnjax[fused-unroll=K]": ``lax.scan(unroll=K)`` for the
+#   ``unroll`` tuning sweep (not in the default list).
 
-from rnnjax.fused import fused_unroll  # noqa: E402
-
-register("rnnjax[fused]", rnnjax_builder(unroll_fn=fused_unroll))
+_ON_GPU = jax.default_backend() == "gpu"
+register("rnnjax[fused]", rnnjax_builder(impl="fused"))
+register("rnnjax[auto]", rnnjax_builder(impl="auto"), default=_ON_GPU)
+register(
+    "rnnjax[bf16]", rnnjax_builder(cell_kwargs=dict(matmul_dtype=jnp.bfloat16)), default=_ON_GPU
+)
+for _k in (2, 4, 8):
+    register(f"rnnjax[unroll={_k}]", rnnjax_builder(unroll=_k), default=False)
+    register(f"rnnjax[fused-unroll={_k}]", rnnjax_builder(impl="fused", unroll=_k), default=False)
 
 
 # -- measurement helpers (used by experiments.bench) ------------------------------
@@ -329,6 +343,35 @@ def matmul_gflops(m: int, k: int, n: int, repeats: int = 10) -> float:
         median = float(np.median([timed(call) for _ in range(repeats)]))
         MATMUL_GFLOPS[m, k, n] = 2 * m * k * n / median / 1e9
     return MATMUL_GFLOPS[m, k, n]
+
+
+TORCH_MATMUL_GFLOPS: dict[tuple[int, int, int], float] = {}  # the same, by torch
+
+
+def torch_matmul_gflops(m: int, k: int, n: int, repeats: int = 10) -> float | None:
+    """Measured GFLOP/s of one float32 ``(m, k) @ (k, n)`` by torch on its device
+    (None without torch): set against :func:`matmul_gflops` of the same shape, the
+    ratio of the two matmul libraries (XLA's and torch's) on this machine."""
+    if torch is None:
+        return None
+    if (m, k, n) not in TORCH_MATMUL_GFLOPS:
+        dev = torch_device()
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(m, k, generator=gen).to(dev)
+        b = torch.randn(k, n, generator=gen).to(dev)
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+        def call():
+            out = a @ b
+            sync()
+            return out
+
+        with torch.no_grad():
+            for _ in range(3):
+                call()
+            median = float(np.median([timed(call) for _ in range(repeats)]))
+        TORCH_MATMUL_GFLOPS[m, k, n] = 2 * m * k * n / median / 1e9
+    return TORCH_MATMUL_GFLOPS[m, k, n]
 
 
 def _proc_status_kib(field: str) -> int | None:

@@ -35,7 +35,7 @@ the freshly written buffer and carry it to the next iteration.)
 
 What falls back to :func:`rnnjax.unroll` (transparently, same results): other
 cells (subclasses of the built-in ones included, as their equations may
-differ), ``GRU(variant="reset_before")``, ``return_carries=True``, and empty
+differ), ``GRU(variant="reset_before")``, mixed precision (``matmul_dtype`` set), ``return_carries=True``, and empty
 inputs (``T = 0`` or a zero-sized batch). Any float dtype works: the
 arithmetic runs in ``cell.compute_dtype``, as in ``unroll``.
 
@@ -63,11 +63,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
 from rnnjax.cells import GRU, LSTM, ElmanRNN, GRUCarry, LSTMCarry
 from rnnjax.cells.base import Cell
 from rnnjax.cells.elman import ElmanCarry
-from rnnjax.masking import lengths_from_mask, reverse_padded, sequence_mask
+from rnnjax.masking import reverse_padded, sequence_mask
 from rnnjax.unroll import Unrolled
 from rnnjax.unroll import unroll as _plain_unroll
 
@@ -80,6 +79,8 @@ def supports(cell) -> bool:
     """Whether :func:`fused_unroll` runs ``cell`` with its own backward pass (True)
     or falls back to :func:`rnnjax.unroll` (False)."""
     kind = type(cell)
+    if getattr(cell, "matmul_dtype", None) is not None:
+        return False  # mixed precision: the backward pass here computes in one dtype
     return kind in (LSTM, ElmanRNN) or (kind is GRU and cell.variant == "reset_after")
 
 
@@ -96,52 +97,18 @@ def fused_unroll(
     unroll: int | bool = 1,
     return_carries: bool = False,
 ) -> Unrolled:
-    """:func:`rnnjax.unroll` with a faster, hand-written backward pass.
+    """:func:`rnnjax.unroll` with a faster, hand-written backward pass:
+    ``rnnjax.unroll(..., impl="fused")``.
 
     Same arguments, results and argument errors as :func:`rnnjax.unroll` (see
     its docstring); the module docstring says how the gradient is computed,
-    what falls back to ``rnnjax.unroll`` and why ``unroll=1`` (passed to both
+    what falls back to the plain scan and why ``unroll=1`` (passed to both
     the forward and the backward ``lax.scan``) is the fast setting.
     """
-    plain = functools.partial(
-        _plain_unroll, cell, params, xs, carry, lengths=lengths, mask=mask,
-        time_major=time_major, reverse=reverse, unroll=unroll, return_carries=return_carries,
+    return _plain_unroll(
+        cell, params, xs, carry, lengths=lengths, mask=mask, time_major=time_major,
+        reverse=reverse, unroll=unroll, return_carries=return_carries, impl="fused",
     )  # fmt: skip
-    if return_carries or not supports(cell):
-        return plain()
-    # The argument checks of rnnjax.unroll, in the same order with the same messages.
-    _checks.floating_array("xs", xs)
-    if xs.ndim < 2:
-        raise ValueError(
-            f"`xs` must have at least 2 dimensions, (T, I) or (*B, T, I), got shape {tuple(xs.shape)}"
-        )
-    _checks.feature_size("xs", xs, cell.input_size, "the cell's input_size")
-    if lengths is not None and mask is not None:
-        raise ValueError("give `lengths` or `mask`, not both")
-    if not isinstance(unroll, bool) and (not isinstance(unroll, int) or unroll < 1):
-        raise ValueError(f"`unroll` must be a positive int or a bool, got {unroll!r}")
-    if math.prod(xs.shape) == 0:
-        return plain()  # nothing to compute; unroll handles the empty shapes
-
-    time_axis = 0 if time_major else xs.ndim - 2
-    num_steps = xs.shape[time_axis]
-    batch_shape = tuple(d for i, d in enumerate(xs.shape[:-1]) if i != time_axis)
-    dtype = cell.compute_dtype(params, xs.dtype)
-    if mask is not None:
-        mask = jnp.asarray(mask)
-        expected = (num_steps, *batch_shape) if time_major else (*batch_shape, num_steps)
-        if tuple(mask.shape) != expected:
-            raise ValueError(f"`mask` must have shape {expected}, got {tuple(mask.shape)}")
-        lengths = lengths_from_mask(mask, time_major=time_major)
-    if lengths is not None:
-        lengths = _checks.lengths_array("lengths", lengths, batch_shape, num_steps)
-    if carry is None:
-        carry = cell.initial_carry(batch_shape, dtype, params)
-    else:
-        _checks.carry_matches("carry", carry, cell.carry_spec(batch_shape, dtype))
-    return _fused_scan(
-        cell, params, xs, carry, lengths, time_major=time_major, reverse=reverse, unroll=unroll
-    )
 
 
 @functools.partial(jax.jit, static_argnames=("time_major", "reverse", "unroll"))

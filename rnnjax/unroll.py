@@ -27,6 +27,7 @@ Array = jax.Array
 
 
 REMAT_OPTIONS = (None, "step", "segments")
+IMPLS = ("scan", "fused", "cudnn", "auto")
 
 
 class Unrolled(NamedTuple):
@@ -51,6 +52,7 @@ def unroll(
     return_carries: bool = False,
     remat: str | None = None,
     segment_length: int | None = None,
+    impl: str = "scan",
 ) -> Unrolled:
     """Run ``cell`` over the time axis of ``xs`` with ``jax.lax.scan``.
 
@@ -112,6 +114,24 @@ def unroll(
       segment_length: ``k``, steps per segment with ``remat="segments"`` (default
         ``round(sqrt(T))``; values ``>= T`` give one segment); an error with any
         other ``remat``.
+      impl: which implementation runs the loop; all give the same outputs, final
+        carry and gradients up to floating-point rounding (tested):
+
+        - ``"scan"`` (default): the scan above, differentiated by JAX
+          (reverse and forward mode, every cell and option);
+        - ``"fused"``: :func:`rnnjax.fused.fused_unroll`'s hand-written backward
+          pass, faster to train on CPU (``results/bench_cpu.md``), reverse mode
+          only; built-in LSTM, GRU (reset_after) and Elman cells without
+          ``matmul_dtype``; anything else, ``return_carries=True`` and empty
+          inputs run the scan;
+        - ``"cudnn"``: the LSTM through cuDNN (:mod:`rnnjax.cudnn`) on a CUDA
+          GPU, float32, reverse mode only; anything else runs the scan;
+        - ``"auto"``: ``"cudnn"`` where it applies, else ``"fused"`` where it
+          applies, else ``"scan"``: the fastest for training.
+
+        ``"fused"`` and ``"cudnn"`` keep their own residuals, so they cannot be
+        combined with ``remat`` (a ``ValueError``); ``"auto"`` with ``remat``
+        runs the scan.
 
     Returns:
       ``Unrolled(carry, outputs, carries)``.
@@ -136,6 +156,11 @@ def unroll(
                 f"segment_length={segment_length!r} with remat={remat!r}"
             )
         _checks.positive_int("segment_length", segment_length)
+    _checks.one_of("impl", impl, IMPLS)
+    if remat is not None and impl in ("fused", "cudnn"):
+        raise ValueError(
+            f"`remat` applies to impl='scan' (or 'auto'), got remat={remat!r} with impl={impl!r}"
+        )
 
     time_axis = 0 if time_major else xs.ndim - 2
     num_steps = xs.shape[time_axis]
@@ -156,6 +181,22 @@ def unroll(
     else:
         _checks.carry_matches("carry", carry, cell.carry_spec(batch_shape, dtype))
 
+    chosen = resolve_impl(
+        impl, cell, params, xs, return_carries=return_carries, remat=remat
+    )
+    if chosen == "cudnn":
+        from rnnjax.cudnn import cudnn_unroll
+
+        return cudnn_unroll(
+            cell, params, xs, carry, lengths, time_major=time_major, reverse=reverse
+        )
+    if chosen == "fused":
+        from rnnjax.fused import _fused_scan
+
+        return _fused_scan(
+            cell, params, xs, carry, lengths, time_major=time_major, reverse=reverse,
+            unroll=unroll,
+        )  # fmt: skip
     return _scan(
         cell,
         params,
@@ -169,6 +210,26 @@ def unroll(
         remat=remat,
         segment_length=None if segment_length is None else int(segment_length),
     )
+
+
+def resolve_impl(
+    impl: str, cell: Cell, params, xs: Array, *, return_carries: bool = False, remat=None,
+    backend: str | None = None,
+) -> str:  # fmt: skip
+    """The implementation :func:`unroll` runs for ``impl`` on these arguments:
+    ``"scan"``, ``"fused"`` or ``"cudnn"`` (see ``unroll``'s ``impl``).
+    ``backend`` defaults to ``jax.default_backend()``."""
+    from rnnjax import cudnn, fused  # (they import this module)
+
+    if impl == "scan" or math.prod(xs.shape) == 0 or return_carries:
+        return "scan"
+    if impl in ("cudnn", "auto"):
+        reason = cudnn.unsupported_reason(cell, params, xs.dtype, remat=remat, backend=backend)
+        if reason is None:
+            return "cudnn"
+    if impl in ("fused", "auto") and remat is None and fused.supports(cell):
+        return "fused"
+    return "scan"
 
 
 @functools.partial(
@@ -331,18 +392,19 @@ def many_to_one(
     unroll: int | bool = 1,
     remat: str | None = None,
     segment_length: int | None = None,
+    impl: str = "scan",
 ) -> Array:
     """Many-to-one: the output at each sequence's last valid step, ``(*B, H)``,
     passed through ``head`` if given (e.g. a readout to class logits).
 
     The sentiment-of-"they are happy" shape of problem: read the whole sequence,
-    answer once. ``remat`` and ``segment_length`` are :func:`unroll`'s.
+    answer once. ``remat``, ``segment_length`` and ``impl`` are :func:`unroll`'s.
     """
     if mask is not None and lengths is None:
         lengths, mask = lengths_from_mask(mask, time_major=time_major), None
     result = _unroll(
         cell, params, xs, carry, lengths=lengths, mask=mask, time_major=time_major,
-        unroll=unroll, remat=remat, segment_length=segment_length,
+        unroll=unroll, remat=remat, segment_length=segment_length, impl=impl,
     )  # fmt: skip
     if lengths is not None:  # traced lengths act as if clamped to [0, T], as in unroll
         lengths = jnp.clip(jnp.asarray(lengths), 0, xs.shape[0 if time_major else -2])
@@ -363,15 +425,16 @@ def many_to_many(
     unroll: int | bool = 1,
     remat: str | None = None,
     segment_length: int | None = None,
+    impl: str = "scan",
 ) -> Array:
     """Many-to-many, synchronised: one output per input step, ``(*B, T, H)``
     (or ``(T, *B, H)``), passed through ``head`` if given, and zero at padded
     steps (after ``head`` too). Tagging and per-frame labelling have this shape.
-    ``remat`` and ``segment_length`` are :func:`unroll`'s.
+    ``remat``, ``segment_length`` and ``impl`` are :func:`unroll`'s.
     """
     result = _unroll(
         cell, params, xs, carry, lengths=lengths, mask=mask, time_major=time_major,
-        unroll=unroll, remat=remat, segment_length=segment_length,
+        unroll=unroll, remat=remat, segment_length=segment_length, impl=impl,
     )  # fmt: skip
     ys = result.outputs
     if head is None:

@@ -18,6 +18,14 @@ Shapes: ``I`` input size, ``H`` hidden size, ``G`` number of gate blocks
 (1 for Elman, 4 for LSTM, 3 for GRU), ``*B`` any leading batch dimensions.
 Weights use PyTorch's layout: ``w_ih (G*H, I)``, ``w_hh (G*H, H)``,
 ``b_ih (G*H,)``, ``b_hh (G*H,)``.
+
+Precision. ``dtype`` is the compute dtype of the whole step: the matmuls, the
+gates and the carry. ``matmul_dtype`` (e.g. ``jnp.bfloat16``) turns on mixed
+precision: the operands of every matmul (inputs, carries, weights) are rounded
+to it, the products accumulate in the compute dtype (``preferred_element_type``),
+and the gates and the carry stay in the compute dtype (float32 state). That is
+what bf16 tensor cores are fast at; parameters and their gradients keep
+``param_dtype``.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ class Cell(abc.ABC):
         _checks.positive_int("hidden_size", self.hidden_size)
         _checks.floating_dtype("dtype", self.dtype)
         _checks.floating_dtype("param_dtype", self.param_dtype)
+        _checks.floating_dtype("matmul_dtype", getattr(self, "matmul_dtype", None))
         for name in ("kernel_init", "recurrent_init", "bias_init"):
             if not callable(getattr(self, name)):
                 raise TypeError(
@@ -155,7 +164,7 @@ class Cell(abc.ABC):
         ``(T, *B, I)`` input at once.
         """
         dtype = self.compute_dtype(params, x.dtype)
-        gx = x.astype(dtype) @ params.w_ih.astype(dtype).T
+        gx = self.matmul(x, params.w_ih, dtype)
         if params.b_ih is not None:
             gx = gx + params.b_ih.astype(dtype)
         return gx
@@ -176,9 +185,20 @@ class Cell(abc.ABC):
         _checks.carry_matches("carry", carry, expected)
         return self.recurrence(params, carry, self.project_inputs(params, x))
 
+    def matmul(self, a: Array, w: Array, dtype) -> Array:
+        """``a @ w.T`` with the result in ``dtype``: ``(*B, K), (N, K) -> (*B, N)``.
+
+        Plain ``dtype`` arithmetic, or with the cell's ``matmul_dtype`` set, operands
+        rounded to it and products accumulated in ``dtype`` (mixed precision).
+        """
+        low = getattr(self, "matmul_dtype", None)
+        if low is None:
+            return a.astype(dtype) @ w.astype(dtype).T
+        return jnp.matmul(a.astype(low), w.astype(low).T, preferred_element_type=dtype)
+
     def _recurrent_term(self, params, h: Array, dtype) -> Array:
         """``W_hh h + b_hh`` for all gate blocks."""
-        gh = h @ params.w_hh.astype(dtype).T
+        gh = self.matmul(h, params.w_hh, dtype)
         if params.b_hh is not None:
             gh = gh + params.b_hh.astype(dtype)
         return gh

@@ -55,6 +55,9 @@ class ElmanRNN(Cell):
       learn_initial_carry: learn ``h_0`` as a parameter (``params.carry0``).
       dtype: compute dtype; None promotes the input and parameter dtypes.
       param_dtype: dtype of the parameters.
+      matmul_dtype: mixed precision: the dtype the matmul operands are rounded to
+        (e.g. ``jnp.bfloat16``), accumulating in the compute dtype, with gates and
+        carry in the compute dtype; None (default) computes everything in ``dtype``.
       kernel_init: initializer of ``W_ih``.
       recurrent_init: initializer of ``W_hh`` (orthogonal by default;
         ``initializers.Identity()`` for an IRNN).
@@ -71,6 +74,7 @@ class ElmanRNN(Cell):
     kernel_init: inits.Initializer = inits.LecunNormal()
     recurrent_init: inits.Initializer = inits.Orthogonal()
     bias_init: inits.Initializer = inits.Zeros()
+    matmul_dtype: Any = None
 
     num_gates = 1
     params_type = ElmanParams

@@ -60,6 +60,9 @@ class GRU(Cell):
       learn_initial_carry: learn ``h_0`` as a parameter (``params.carry0``).
       dtype: compute dtype; None promotes the input and parameter dtypes.
       param_dtype: dtype of the parameters.
+      matmul_dtype: mixed precision: the dtype the matmul operands are rounded to
+        (e.g. ``jnp.bfloat16``), accumulating in the compute dtype, with gates and
+        carry in the compute dtype; None (default) computes everything in ``dtype``.
       kernel_init, recurrent_init, bias_init: initializers (weights per gate block).
     """
 
@@ -73,6 +76,7 @@ class GRU(Cell):
     kernel_init: inits.Initializer = inits.LecunNormal()
     recurrent_init: inits.Initializer = inits.Orthogonal()
     bias_init: inits.Initializer = inits.Zeros()
+    matmul_dtype: Any = None
 
     num_gates = 3
     params_type = GRUParams
@@ -94,13 +98,13 @@ class GRU(Cell):
             z = jax.nn.sigmoid(x_z + h_z)
             n = jnp.tanh(x_n + r * h_n)
         else:
-            gh = h @ w_hh[: 2 * H].T
+            gh = self.matmul(h, w_hh[: 2 * H], dtype)
             if b_hh is not None:
                 gh = gh + b_hh[: 2 * H]
             h_r, h_z = jnp.split(gh, 2, axis=-1)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
-            h_n = (r * h) @ w_hh[2 * H :].T
+            h_n = self.matmul(r * h, w_hh[2 * H :], dtype)
             if b_hh is not None:
                 h_n = h_n + b_hh[2 * H :]
             n = jnp.tanh(x_n + h_n)

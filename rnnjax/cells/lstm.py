@@ -59,6 +59,9 @@ class LSTM(Cell):
       learn_initial_carry: learn ``h_0`` and ``c_0`` as parameters (``params.carry0``).
       dtype: compute dtype; None promotes the input and parameter dtypes.
       param_dtype: dtype of the parameters.
+      matmul_dtype: mixed precision: the dtype the matmul operands are rounded to
+        (e.g. ``jnp.bfloat16``), accumulating in the compute dtype, with gates and
+        carry in the compute dtype; None (default) computes everything in ``dtype``.
       kernel_init, recurrent_init, bias_init: initializers (weights per gate block).
     """
 
@@ -72,6 +75,7 @@ class LSTM(Cell):
     kernel_init: inits.Initializer = inits.LecunNormal()
     recurrent_init: inits.Initializer = inits.Orthogonal()
     bias_init: inits.Initializer = inits.Zeros()
+    matmul_dtype: Any = None
 
     num_gates = 4
     params_type = LSTMParams
