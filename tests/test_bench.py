@@ -136,3 +136,23 @@ def test_train_step_carries_its_state_so_the_loss_falls_call_after_call(impl):
     loss = lambda out: float(out if impl == "torch" else out[2])
     losses = [loss(prepared.call()) for _ in range(6)]
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
+
+
+# every kind of registered rnnjax variant (unroll=K once: K = 4, 8 are the same code)
+RNNJAX_VARIANTS = sorted(
+    n for n in bi.IMPLS
+    if n.startswith("rnnjax[") and "min-" not in n and not n.endswith(("=4]", "=8]"))
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("impl", RNNJAX_VARIANTS)
+def test_every_registered_rnnjax_fast_path_computes_what_the_plain_scan_computes(impl):
+    """The variants the suite times (fused, auto, bf16, unroll=K) compute the same
+    gradients as ``rnnjax`` on the same parameters: a speed-up is only a speed-up
+    of the same work (bf16 matmul operands to bf16 accuracy)."""
+    w = bi.Workload("lstm", "fwd_bwd", B, T, I, H)
+    data = bi.make_data(w)
+    ours, plain = bi.IMPLS[impl].build(w, data).call(), bi.IMPLS["rnnjax"].build(w, data).call()
+    tol = dict(rtol=3e-2, atol=3e-2) if "bf16" in impl else dict(rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), **tol)
