@@ -2,8 +2,11 @@
 
 Where to look:
 
-- cell equations: ``rnnjax/cells/elman.py``, ``lstm.py``, ``gru.py``;
+- cell equations: ``rnnjax/cells/elman.py``, ``lstm.py``, ``gru.py``, ``clockwork.py``,
+  and the parallel-scan cells ``minrnn.py`` (minGRU, minLSTM), ``lru.py``;
 - the time loop (padding, reversal): ``rnnjax/unroll.py`` and ``rnnjax/masking.py``;
+  its fast paths: ``rnnjax/fused.py`` (hand-written backward pass), ``rnnjax/cudnn.py``
+  (the LSTM through cuDNN), ``rnnjax/parallel.py`` (associative scan);
 - the output layer ``o_t = c + V h_t``: ``rnnjax/readout.py``;
 - PyTorch weights in and out: ``rnnjax/interop/pytorch.py``.
 """
@@ -14,6 +17,9 @@ from rnnjax.cells import (
     LRU,
     LSTM,
     Cell,
+    ClockworkCarry,
+    ClockworkParams,
+    ClockworkRNN,
     ElmanCarry,
     ElmanParams,
     ElmanRNN,
@@ -41,6 +47,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GRU",
+    "ClockworkCarry",
+    "ClockworkParams",
+    "ClockworkRNN",
     "LSTM",
     "Cell",
     "ElmanCarry",

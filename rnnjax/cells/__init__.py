@@ -1,6 +1,7 @@
 """Recurrent cells: each file holds one cell, its equations and its paper."""
 
 from rnnjax.cells.base import Cell
+from rnnjax.cells.clockwork import ClockworkCarry, ClockworkParams, ClockworkRNN
 from rnnjax.cells.elman import ElmanCarry, ElmanParams, ElmanRNN
 from rnnjax.cells.gru import GRU, GRUCarry, GRUParams
 from rnnjax.cells.lru import LRU, LRUCarry, LRUParams
@@ -16,6 +17,9 @@ from rnnjax.cells.minrnn import (
 
 __all__ = [
     "Cell",
+    "ClockworkCarry",
+    "ClockworkParams",
+    "ClockworkRNN",
     "ElmanCarry",
     "ElmanParams",
     "ElmanRNN",
