@@ -27,7 +27,7 @@ Array = jax.Array
 
 
 REMAT_OPTIONS = (None, "step", "segments")
-IMPLS = ("scan", "fused", "cudnn", "auto")
+IMPLS = ("scan", "fused", "cudnn", "parallel", "auto")
 
 
 class Unrolled(NamedTuple):
@@ -126,12 +126,18 @@ def unroll(
           inputs run the scan;
         - ``"cudnn"``: the LSTM through cuDNN (:mod:`rnnjax.cudnn`) on a CUDA
           GPU, float32, reverse mode only; anything else runs the scan;
+        - ``"parallel"``: cells whose state follows a linear recurrence
+          (``MinGRU``, ``MinLSTM``, ``LRU``) through ``jax.lax.associative_scan``
+          in ``O(log T)`` depth (:mod:`rnnjax.parallel`); anything else runs
+          the scan;
         - ``"auto"``: ``"cudnn"`` where it applies, else ``"fused"`` where it
-          applies, else ``"scan"``: the fastest for training.
+          applies, else (on a GPU) ``"parallel"`` where it applies, else
+          ``"scan"``: the fastest for training. (On CPUs the parallel scan is
+          not faster than the loop: ``results/bench_cpu.md``.)
 
-        ``"fused"`` and ``"cudnn"`` keep their own residuals, so they cannot be
-        combined with ``remat`` (a ``ValueError``); ``"auto"`` with ``remat``
-        runs the scan.
+        ``"fused"``, ``"cudnn"`` and ``"parallel"`` keep their own residuals, so
+        they cannot be combined with ``remat`` (a ``ValueError``); ``"auto"``
+        with ``remat`` runs the scan.
 
     Returns:
       ``Unrolled(carry, outputs, carries)``.
@@ -157,7 +163,7 @@ def unroll(
             )
         _checks.positive_int("segment_length", segment_length)
     _checks.one_of("impl", impl, IMPLS)
-    if remat is not None and impl in ("fused", "cudnn"):
+    if remat is not None and impl in ("fused", "cudnn", "parallel"):
         raise ValueError(
             f"`remat` applies to impl='scan' (or 'auto'), got remat={remat!r} with impl={impl!r}"
         )
@@ -190,6 +196,13 @@ def unroll(
         return cudnn_unroll(
             cell, params, xs, carry, lengths, time_major=time_major, reverse=reverse
         )
+    if chosen == "parallel":
+        from rnnjax.parallel import _parallel_scan
+
+        return _parallel_scan(
+            cell, params, xs, carry, lengths, time_major=time_major, reverse=reverse,
+            log_space=bool(cell.scan_in_log_space),
+        )  # fmt: skip
     if chosen == "fused":
         from rnnjax.fused import _fused_scan
 
@@ -217,18 +230,21 @@ def resolve_impl(
     backend: str | None = None,
 ) -> str:  # fmt: skip
     """The implementation :func:`unroll` runs for ``impl`` on these arguments:
-    ``"scan"``, ``"fused"`` or ``"cudnn"`` (see ``unroll``'s ``impl``).
-    ``backend`` defaults to ``jax.default_backend()``."""
-    from rnnjax import cudnn, fused  # (they import this module)
+    ``"scan"``, ``"fused"``, ``"cudnn"`` or ``"parallel"`` (see ``unroll``'s
+    ``impl``). ``backend`` defaults to ``jax.default_backend()``."""
+    from rnnjax import cudnn, fused, parallel  # (they import this module)
 
-    if impl == "scan" or math.prod(xs.shape) == 0 or return_carries:
+    if impl == "scan" or math.prod(xs.shape) == 0 or return_carries or remat is not None:
         return "scan"
+    backend = cudnn.current_backend() if backend is None else backend
     if impl in ("cudnn", "auto"):
-        reason = cudnn.unsupported_reason(cell, params, xs.dtype, remat=remat, backend=backend)
-        if reason is None:
+        if cudnn.unsupported_reason(cell, params, xs.dtype, backend=backend) is None:
             return "cudnn"
-    if impl in ("fused", "auto") and remat is None and fused.supports(cell):
+    if impl in ("fused", "auto") and fused.supports(cell):
         return "fused"
+    parallel_ok = parallel.has_parallel_form(cell)
+    if parallel_ok and (impl == "parallel" or (impl == "auto" and backend in ("gpu", "cuda"))):
+        return "parallel"
     return "scan"
 
 

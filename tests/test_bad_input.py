@@ -240,13 +240,13 @@ def test_unroll_rejects_a_bad_unroll_value(lstm, value):
 def test_unroll_rejects_an_unknown_impl(lstm):
     assert_unroll_rejects(
         ValueError,
-        r"`impl` must be one of \['scan', 'fused', 'cudnn', 'auto'\], got 'cuda'",
+        r"`impl` must be one of \['scan', 'fused', 'cudnn', 'parallel', 'auto'\], got 'cuda'",
         *lstm,
         impl="cuda",
     )
 
 
-@pytest.mark.parametrize("impl", ["fused", "cudnn"])
+@pytest.mark.parametrize("impl", ["fused", "cudnn", "parallel"])
 def test_unroll_rejects_remat_with_an_impl_that_keeps_its_own_residuals(lstm, impl):
     assert_unroll_rejects(
         ValueError,

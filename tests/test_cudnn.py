@@ -194,7 +194,7 @@ def test_empty_inputs_always_run_the_scan():
 @pytest.fixture
 def pretend_gpu(monkeypatch):
     """Make ``rnnjax.cudnn`` see a CUDA backend and run the reference kernel."""
-    monkeypatch.setattr(cudnn, "_default_backend", lambda: "gpu")
+    monkeypatch.setattr(cudnn, "current_backend", lambda: "gpu")
     monkeypatch.setattr(cudnn, "_cudnn_kernel", lambda: reference_kernel)
 
 

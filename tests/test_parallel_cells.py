@@ -456,3 +456,32 @@ def test_bad_cell_configurations_are_refused():
         LRU(I, N, r_max=1.5)
     with pytest.raises(ValueError, match="`max_phase` must be positive"):
         LRU(I, N, max_phase=0.0)
+
+
+# -- the parallel scan as an impl of rnnjax.unroll ------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mingru", "lru"])
+def test_unroll_impl_parallel_is_parallel_unroll(name):
+    """``rnnjax.unroll(..., impl="parallel")`` runs the same associative scan as
+    ``parallel_unroll`` (bit for bit) with the cell's default scan space."""
+    cell, params, xs, carry = arguments(name, seed=2)
+    kwargs = dict(lengths=LENGTHS, reverse=True)
+    via_unroll = rnnjax.unroll(cell, params, xs, carry, impl="parallel", **kwargs)
+    direct = parallel_unroll(cell, params, xs, carry, **kwargs)
+    for a, b in zip(jax.tree.leaves(via_unroll), jax.tree.leaves(direct), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_impl_parallel_and_auto_choices():
+    from rnnjax.unroll import resolve_impl
+
+    cell, params, xs, _ = arguments("mingru", seed=0)
+    assert resolve_impl("parallel", cell, params, xs, backend="cpu") == "parallel"
+    assert resolve_impl("auto", cell, params, xs, backend="gpu") == "parallel"
+    assert resolve_impl("auto", cell, params, xs, backend="cpu") == "scan"  # not faster on CPU
+    assert resolve_impl("parallel", cell, params, xs, return_carries=True) == "scan"
+    lstm = rnnjax.LSTM(I, 4)
+    assert resolve_impl("parallel", lstm, lstm.init(jax.random.key(0)), xs) == "scan"
+    with pytest.raises(ValueError, match="`remat` applies to impl='scan'"):
+        rnnjax.unroll(cell, params, xs, impl="parallel", remat="step")
