@@ -8,10 +8,12 @@ Where to look:
   its fast paths: ``rnnjax/fused.py`` (hand-written backward pass), ``rnnjax/cudnn.py``
   (the LSTM through cuDNN), ``rnnjax/parallel.py`` (associative scan);
 - the output layer ``o_t = c + V h_t``: ``rnnjax/readout.py``;
-- PyTorch weights in and out: ``rnnjax/interop/pytorch.py``.
+- PyTorch weights in and out: ``rnnjax/interop/pytorch.py``;
+- training (train step with clipping, truncated BPTT, metrics, checkpoints, the
+  loop): ``rnnjax/train/``.
 """
 
-from rnnjax import data, generation, initializers
+from rnnjax import data, generation, initializers, train
 from rnnjax.cells import (
     GRU,
     LRU,
@@ -85,5 +87,6 @@ __all__ = [
     "sequence_cross_entropy",
     "sequence_mask",
     "top_k_next",
+    "train",
     "unroll",
 ]
