@@ -9,11 +9,14 @@ Where to look:
   (the LSTM through cuDNN), ``rnnjax/parallel.py`` (associative scan);
 - the output layer ``o_t = c + V h_t``: ``rnnjax/readout.py``;
 - PyTorch weights in and out: ``rnnjax/interop/pytorch.py``;
+- generation from a prompt or a vector: ``rnnjax/generation.py``; beam search:
+  ``rnnjax/beam.py``; the encoder-decoder: ``rnnjax/seq2seq.py``;
 - training (train step with clipping, truncated BPTT, metrics, checkpoints, the
   loop): ``rnnjax/train/``.
 """
 
-from rnnjax import data, generation, initializers, train
+from rnnjax import beam, data, generation, initializers, seq2seq, train
+from rnnjax.beam import Beams, beam_search
 from rnnjax.cells import (
     GRU,
     LRU,
@@ -38,11 +41,19 @@ from rnnjax.cells import (
     MinLSTMCarry,
     MinLSTMParams,
 )
-from rnnjax.generation import Generated, generate, top_k_next
+from rnnjax.generation import (
+    Generated,
+    generate,
+    generate_from_prompt,
+    generate_from_vector,
+    top_k_next,
+)
 from rnnjax.losses import sequence_cross_entropy
 from rnnjax.masking import last_valid, lengths_from_mask, reverse_padded, sequence_mask
 from rnnjax.parallel import parallel_unroll
 from rnnjax.readout import Readout, ReadoutParams
+from rnnjax.seq2seq import Decoded, Seq2Seq, Seq2SeqParams
+from rnnjax.token_model import TokenModel, TokenModelParams
 from rnnjax.unroll import Unrolled, many_to_many, many_to_one, unroll
 
 __version__ = "0.1.0"
@@ -70,7 +81,18 @@ __all__ = [
     "MinLSTM",
     "MinLSTMCarry",
     "MinLSTMParams",
+    "Beams",
+    "Decoded",
     "Generated",
+    "Seq2Seq",
+    "Seq2SeqParams",
+    "TokenModel",
+    "TokenModelParams",
+    "beam",
+    "beam_search",
+    "generate_from_prompt",
+    "generate_from_vector",
+    "seq2seq",
     "Readout",
     "ReadoutParams",
     "Unrolled",

@@ -1,7 +1,8 @@
 """Autoregressive generation: feed each sampled token back in, as one ``lax.scan``.
 
 Shapes: ``*B`` batch dimensions (possibly none), ``V`` vocabulary size,
-``S`` generated steps (``num_steps``). A model is given to :func:`generate` as
+``S`` generated steps (``num_steps``), ``P`` prompt length, ``T`` sequence
+length, ``C`` conditioning-vector size. A model is given to :func:`generate` as
 a pure step function::
 
     step_fn(carry, token) -> (carry, logits)     token (*B,) int, logits (*B, V)
@@ -30,6 +31,12 @@ Example, a character model that reads one-hot tokens::
 
     out = generate(step_fn, cell.initial_carry((B,)), first_token, key, 100, temperature=0.7)
     out.tokens                                     # (B, 100)
+
+One-to-many with a :class:`rnnjax.token_model.TokenModel` (embedding or one-hot -> cell or stack
+-> :class:`rnnjax.Readout`): :func:`generate_from_prompt` reads a padded batch
+of prompts with one :func:`rnnjax.unroll` and continues each from its own last
+token; :func:`generate_from_vector` starts from a conditioning vector (an image
+feature for captioning), read as the input of one step before the start token.
 """
 
 from __future__ import annotations
@@ -42,6 +49,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax import _checks
+from rnnjax.token_model import (
+    TokenModel,
+    TokenModelParams,
+    _apply_layer,
+    _check_conditioned,
+    _check_tokens,
+    _check_vector,
+)
 
 Array = jax.Array
 
@@ -180,3 +195,111 @@ def _where_batch(done: Array, old: Array, new: Array) -> Array:
         )
     mask = done.reshape(done.shape + (1,) * (new.ndim - done.ndim))
     return jnp.where(mask, old, new)
+
+
+def generate_from_prompt(
+    model: TokenModel,
+    params: TokenModelParams,
+    prompt,
+    key: Array | None,
+    num_steps: int,
+    *,
+    prompt_lengths=None,
+    carry=None,
+    context=None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    end_token: int | None = None,
+) -> Generated:
+    """Continue each prompt of a right-padded batch by ``num_steps`` tokens.
+
+    All but the last token of each prompt are read with one unroll (prompt
+    ``b`` over its first ``prompt_lengths[b] - 1`` tokens); :func:`generate` then
+    feeds each prompt's last token ``prompt[b, prompt_lengths[b] - 1]`` and goes on.
+
+    Args:
+      model, params: a :class:`TokenModel` and its params.
+      prompt: int ``(*B, P)``, ``P >= 1``, right-padded.
+      key, num_steps, temperature, top_k, greedy, end_token: as for :func:`generate`.
+      prompt_lengths: int ``(*B,)`` in ``[1, P]``; default all ``P``.
+      carry: the carry before the prompt (e.g. ``model.condition(params, v)``);
+        default the model's initial carry.
+      context: ``(*B, context_size)`` for a model with a context.
+
+    Returns:
+      ``Generated(tokens (*B, num_steps), carry)``.
+    """
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    if not isinstance(model, TokenModel):
+        raise TypeError(f"`model` must be a TokenModel, got {type(model).__name__}")
+    prompt = _check_tokens("prompt", prompt, model.vocab_size, min_ndim=1)
+    batch_shape, length = tuple(prompt.shape[:-1]), prompt.shape[-1]
+    if length < 1:
+        raise ValueError(f"`prompt` must hold at least one token, got shape {tuple(prompt.shape)}")
+    if prompt_lengths is None:
+        prompt_lengths = jnp.full(batch_shape, length, jnp.int32)
+    prompt_lengths = _checks.lengths_array("prompt_lengths", prompt_lengths, batch_shape, length)
+    if _checks.is_concrete(prompt_lengths) and prompt_lengths.size:
+        shortest = int(np.asarray(prompt_lengths).min())
+        if shortest < 1:
+            raise ValueError(
+                f"`prompt_lengths` must be >= 1 (each prompt needs a last token), got a "
+                f"minimum of {shortest}"
+            )
+    prompt_lengths = jnp.clip(prompt_lengths, 1, length)  # (traced values cannot be checked)
+    if model.context_size:
+        _check_vector("context", context, batch_shape, model.context_size, "context_size")
+    read = _apply_layer(
+        model.cell, params.cell, model.inputs(params, prompt, context), carry,
+        lengths=prompt_lengths - 1,
+    )  # fmt: skip
+    last = jnp.take_along_axis(prompt, (prompt_lengths - 1)[..., None], axis=-1)[..., 0]
+    return generate(
+        lambda c, token: model.step(params, c, token, context), read.carry, last, key,
+        num_steps, temperature=temperature, top_k=top_k, greedy=greedy, end_token=end_token,
+    )  # fmt: skip
+
+
+def generate_from_vector(
+    model: TokenModel,
+    params: TokenModelParams,
+    vector: Array,
+    key: Array | None,
+    num_steps: int,
+    *,
+    start_token,
+    context=None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    end_token: int | None = None,
+) -> Generated:
+    """Generate ``num_steps`` tokens conditioned on ``vector`` ``(*B, cond_size)``.
+
+    The vector is read as the input of one step (:meth:`TokenModel.condition`,
+    Show and Tell); then :func:`generate` feeds ``start_token`` (an int, or int
+    ``(*B,)``) and goes on. ``key``, ``temperature``, ``top_k``, ``greedy`` and
+    ``end_token`` are :func:`generate`'s; ``context`` as in :func:`generate_from_prompt`.
+    """
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    if not isinstance(model, TokenModel):
+        raise TypeError(f"`model` must be a TokenModel, got {type(model).__name__}")
+    _check_conditioned(model)
+    _checks.floating_array("vector", vector)
+    batch_shape = tuple(vector.shape[:-1])
+    _check_vector("vector", vector, batch_shape, model.cond_size, "the model's cond_size")
+    start = _check_tokens("start_token", start_token, model.vocab_size)
+    if start.ndim and tuple(start.shape) != batch_shape:
+        raise ValueError(
+            f"`start_token` must be an int or have the batch shape {batch_shape}, "
+            f"got shape {tuple(start.shape)}"
+        )
+    if model.context_size:
+        _check_vector("context", context, batch_shape, model.context_size, "context_size")
+    carry = model.condition(params, vector)
+    return generate(
+        lambda c, token: model.step(params, c, token, context), carry,
+        jnp.broadcast_to(start, batch_shape), key, num_steps, temperature=temperature,
+        top_k=top_k, greedy=greedy, end_token=end_token,
+    )  # fmt: skip
