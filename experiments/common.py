@@ -1,0 +1,132 @@
+"""What every experiment script shares: its command line, its run directory, its outputs.
+
+An experiment is ``python -m experiments.<name>``: a frozen config dataclass
+whose fields (declared with :func:`option`) are its command-line options, a
+``main(argv=None) -> dict`` that trains with ``rnnjax.train`` and returns the
+final metrics, and a run directory ``--out DIR`` holding::
+
+    config.json      the config, as run
+    metrics.json     the final metrics, flat JSON (what main returns)
+    metrics.jsonl    the training log (rnnjax.train.fit), where it trains
+    *.png            figures
+    checkpoints/     where it checkpoints
+
+Usage::
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        seed: int = option(0, "seed of everything random")
+        hidden_size: int = option(32, "hidden units")
+
+    def main(argv=None) -> dict:
+        config, run = parse_config(Config, argv, prog="python -m experiments.mine",
+                                   description="...", default_out="runs/mine")
+        ...
+        return finish(run, metrics)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import types
+import typing
+from pathlib import Path
+
+import numpy as np
+
+
+def option(default, help: str):
+    """A config field with a default and the ``--help`` text of its option."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("option defaults must be immutable (use a tuple)")
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _add_field(parser: argparse.ArgumentParser, field, kind) -> None:
+    flag = "--" + field.name.replace("_", "-")
+    kwargs = {"dest": field.name, "default": field.default, "help": field.metadata.get("help", "")}
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
+        (kind,) = [a for a in typing.get_args(kind) if a is not type(None)]
+    if kind is bool:
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+    elif typing.get_origin(kind) is tuple:
+        parser.add_argument(flag, nargs="+", type=typing.get_args(kind)[0], **kwargs)
+    else:
+        parser.add_argument(flag, type=kind, **kwargs)
+
+
+def parse_config(cls, argv=None, *, prog: str, description: str, default_out: str):
+    """``(config, run_dir)`` from the command line: every field ``some_name`` of the
+    frozen dataclass ``cls`` is an option ``--some-name`` of the field's type
+    (``bool`` fields get ``--x/--no-x``, tuples take several values), plus
+    ``--out DIR``. A ``ValueError`` from the config's ``__post_init__`` becomes a
+    usage error naming the option. ``config.json`` is written to the run directory."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        _add_field(parser, field, hints[field.name])
+    parser.add_argument("--out", default=default_out, metavar="DIR", help="run directory")
+    args = vars(parser.parse_args(argv))
+    out = Path(args.pop("out"))
+    args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+    try:
+        config = cls(**args)
+    except (TypeError, ValueError) as e:
+        parser.error(str(e))
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", dataclasses.asdict(config))
+    return config, out
+
+
+def positive(config, *names: str) -> None:
+    """Raise ``ValueError`` naming the first field of ``names`` that is not a positive int."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name.replace('_', '-')}` must be a positive integer, got {value!r}")
+
+
+def _plain(value):
+    """JSON-ready: NumPy and JAX scalars and arrays become Python numbers and lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy / jax arrays and scalars
+        return _plain(np.asarray(value).tolist())
+    return value
+
+
+def write_json(path, data) -> None:
+    """Write ``data`` as indented JSON (arrays and NumPy scalars converted)."""
+    Path(path).write_text(json.dumps(_plain(data), indent=2) + "\n")
+
+
+def finish(run_dir, metrics: dict) -> dict:
+    """Write ``metrics.json`` (flat: values must be numbers, strings or lists) and
+    return the metrics as plain Python values."""
+    plain = _plain(metrics)
+    nested = [k for k, v in plain.items() if isinstance(v, dict)]
+    if nested:
+        raise ValueError(f"metrics.json is flat: {nested} hold dicts; flatten them (a_b keys)")
+    write_json(Path(run_dir) / "metrics.json", plain)
+    return plain
+
+
+def new_figure(width: float = 6.0, height: float = 3.5, **subplots):
+    """``(figure, axes)`` without pyplot (no global backend state): save with
+    ``fig.savefig(path, dpi=120)``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(**subplots)
+
+
+def runs_root() -> str:
+    """Where run directories go by default (``$RNNJAX_RUNS`` or ``runs``)."""
+    return os.environ.get("RNNJAX_RUNS", "runs")

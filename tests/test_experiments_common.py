@@ -1,0 +1,55 @@
+"""``experiments.common``: a config dataclass becomes a command line, a run directory
+gets ``config.json`` and a flat ``metrics.json``."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from experiments.common import finish, option, parse_config, positive
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    seed: int = option(0, "seed")
+    rate: float = option(0.1, "learning rate")
+    cells: tuple[str, ...] = option(("rnn", "lstm"), "cells to compare")
+    data: str | None = option(None, "a file")
+    clip: bool = option(True, "clip gradients")
+    steps: int = option(10, "training steps")
+
+    def __post_init__(self):
+        positive(self, "steps")
+
+
+def parse(argv, tmp_path):
+    return parse_config(Config, [*argv, "--out", str(tmp_path / "run")], prog="t",
+                        description="d", default_out="unused")  # fmt: skip
+
+
+def test_every_field_is_an_option_of_its_type_and_config_json_is_written(tmp_path):
+    config, run = parse(
+        ["--seed", "3", "--rate", "0.5", "--cells", "gru", "lstm", "--data", "f.txt", "--no-clip"],
+        tmp_path,
+    )
+    assert config == Config(seed=3, rate=0.5, cells=("gru", "lstm"), data="f.txt", clip=False)
+    assert json.loads((run / "config.json").read_text())["cells"] == ["gru", "lstm"]
+
+
+def test_defaults_hold_without_options(tmp_path):
+    assert parse([], tmp_path)[0] == Config()
+
+
+def test_a_bad_value_is_a_usage_error_naming_the_option(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse(["--steps", "0"], tmp_path)
+    assert "`steps` must be a positive integer, got 0" in capsys.readouterr().err
+
+
+def test_metrics_json_is_flat_plain_json(tmp_path):
+    metrics = finish(tmp_path, {"accuracy": np.float32(0.5), "curve": np.arange(3), "name": "x"})
+    assert metrics == {"accuracy": 0.5, "curve": [0, 1, 2], "name": "x"}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    with pytest.raises(ValueError, match="metrics.json is flat"):
+        finish(tmp_path, {"per_cell": {"rnn": 1.0}})
