@@ -9,13 +9,14 @@ Where to look:
   (the LSTM through cuDNN), ``rnnjax/parallel.py`` (associative scan);
 - the output layer ``o_t = c + V h_t``: ``rnnjax/readout.py``;
 - PyTorch weights in and out: ``rnnjax/interop/pytorch.py``;
+- deep (stacked) and bidirectional layers: ``rnnjax/layers/``;
 - generation from a prompt or a vector: ``rnnjax/generation.py``; beam search:
   ``rnnjax/beam.py``; the encoder-decoder: ``rnnjax/seq2seq.py``;
 - training (train step with clipping, truncated BPTT, metrics, checkpoints, the
   loop): ``rnnjax/train/``.
 """
 
-from rnnjax import beam, data, generation, initializers, seq2seq, train
+from rnnjax import beam, data, generation, initializers, layers, seq2seq, train
 from rnnjax.beam import Beams, beam_search
 from rnnjax.cells import (
     GRU,
@@ -47,6 +48,15 @@ from rnnjax.generation import (
     generate_from_prompt,
     generate_from_vector,
     top_k_next,
+)
+from rnnjax.layers import (
+    Bidirectional,
+    BidirectionalCarry,
+    BidirectionalParams,
+    Deep,
+    DeepCarry,
+    DeepParams,
+    LayerOutput,
 )
 from rnnjax.losses import sequence_cross_entropy
 from rnnjax.masking import last_valid, lengths_from_mask, reverse_padded, sequence_mask
@@ -82,6 +92,13 @@ __all__ = [
     "MinLSTMCarry",
     "MinLSTMParams",
     "Beams",
+    "Bidirectional",
+    "BidirectionalCarry",
+    "BidirectionalParams",
+    "Deep",
+    "DeepCarry",
+    "DeepParams",
+    "LayerOutput",
     "Decoded",
     "Generated",
     "Seq2Seq",
@@ -100,6 +117,7 @@ __all__ = [
     "generate",
     "generation",
     "initializers",
+    "layers",
     "last_valid",
     "lengths_from_mask",
     "many_to_many",

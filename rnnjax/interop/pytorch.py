@@ -8,7 +8,9 @@ r, z, n, reset-after), so conversion is a copy::
     module = rnnjax.interop.to_torch(cell, params)          # a new torch.nn.LSTM
     state_dict = rnnjax.interop.to_torch_state_dict(cell, params)
 
-``torch`` is imported only when these functions are called.
+Multi-layer and bidirectional modules convert to and from :class:`rnnjax.layers.Deep`
+in :mod:`rnnjax.interop.pytorch_layers` (``layer_from_torch``, ...), which builds on
+the per-cell helpers here. ``torch`` is imported only when these functions are called.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import numpy as np
 
 from rnnjax.cells import GRU, LSTM, Cell, ElmanRNN
 
-_KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+_BASES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # + "_l{layer}" (+ "_reverse")
+_FIELDS = ("w_ih", "w_hh", "b_ih", "b_hh")
+_KEYS = tuple(base + "_l0" for base in _BASES)
 _MODES = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "LSTM": None, "GRU": None}
 
 
@@ -45,7 +49,8 @@ def _check_module(module, name: str = "module") -> None:
     if module.num_layers != 1 or module.bidirectional:
         raise ValueError(
             f"`{name}` must be single-layer and unidirectional here, got num_layers="
-            f"{module.num_layers}, bidirectional={module.bidirectional}"
+            f"{module.num_layers}, bidirectional={module.bidirectional} (use "
+            "rnnjax.interop.layer_from_torch for stacked or bidirectional modules)"
         )
     if getattr(module, "proj_size", 0):
         raise ValueError(
@@ -60,10 +65,14 @@ def cell_from_torch(module, **cell_kwargs) -> Cell:
     arguments go to the cell's constructor.
     """
     _check_module(module)
+    return _cell_like(module, module.input_size, **cell_kwargs)
+
+
+def _cell_like(module, input_size: int, **cell_kwargs) -> Cell:
+    """The rnnjax cell of one layer of ``module`` (its kind, nonlinearity, hidden
+    size and bias), reading ``input_size`` features."""
     torch = _torch()
-    common = dict(
-        input_size=module.input_size, hidden_size=module.hidden_size, use_bias=module.bias
-    )
+    common = dict(input_size=input_size, hidden_size=module.hidden_size, use_bias=module.bias)
     common.update(cell_kwargs)
     if isinstance(module, torch.nn.LSTM):
         return LSTM(**{"forget_bias": 0.0, **common})
@@ -104,11 +113,20 @@ def params_from_torch(cell: Cell, module_or_state_dict):
             f"{type(cell).__name__}(use_bias={cell.use_bias}) does not hold; expected exactly "
             f"{list(wanted)}"
         )
-    reference = cell.init(jax.random.key(0))  # the container, shapes and learned carry
-    arrays = {}
-    for key, field in zip(_KEYS, ("w_ih", "w_hh", "b_ih", "b_hh"), strict=False):
-        if key not in wanted:
+    return _cell_params_from_state(cell, state, "_l0")
+
+
+def _cell_params_from_state(cell: Cell, state: Mapping, suffix: str):
+    """The params of ``cell`` from the entries ``weight_ih{suffix}``, ... of a
+    ``state_dict`` (``suffix`` ``"_l0"``, ``"_l1_reverse"``, ...), shapes checked.
+    Keys the cell does not use are ignored here; the callers check for them."""
+    # The container and shapes, traced but not computed; a learned carry starts at zeros.
+    reference = jax.eval_shape(cell.init, jax.random.key(0))
+    arrays = {"carry0": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), reference.carry0)}
+    for base, field in zip(_BASES, _FIELDS, strict=True):
+        if field in ("b_ih", "b_hh") and not cell.use_bias:
             continue
+        key = base + suffix
         value = state[key]
         value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
         want = getattr(reference, field).shape
@@ -136,7 +154,6 @@ def to_torch_state_dict(cell: Cell, params) -> dict:
     """A ``state_dict`` for the equivalent torch module. Values are float32
     ``torch.Tensor``s whatever the params' dtype (torch modules default to float32)."""
     _check_cell(cell)
-    torch = _torch()
     if isinstance(cell, GRU) and cell.variant != "reset_after":
         raise ValueError(
             "`cell` is a reset_before GRU, which torch.nn.GRU cannot express (it resets after "
@@ -147,11 +164,17 @@ def to_torch_state_dict(cell: Cell, params) -> dict:
             "`params` hold a learned initial carry, which torch modules do not store; pass it "
             "to the torch module as h0 (and c0) yourself"
         )
+    return _cell_state_from_params(params, "_l0")
+
+
+def _cell_state_from_params(params, suffix: str) -> dict:
+    """``{"weight_ih" + suffix: ..., ...}``, float32 ``torch.Tensor``s, in torch's key order."""
+    torch = _torch()
     out = {}
-    for key, field in zip(_KEYS, ("w_ih", "w_hh", "b_ih", "b_hh"), strict=False):
+    for base, field in zip(_BASES, _FIELDS, strict=True):
         value = getattr(params, field)
         if value is not None:
-            out[key] = torch.from_numpy(np.array(value, dtype=np.float32))
+            out[base + suffix] = torch.from_numpy(np.array(value, dtype=np.float32))
     return out
 
 
