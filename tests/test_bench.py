@@ -156,3 +156,17 @@ def test_every_registered_rnnjax_fast_path_computes_what_the_plain_scan_computes
     tol = dict(rtol=3e-2, atol=3e-2) if "bf16" in impl else dict(rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(plain), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), **tol)
+
+
+def test_profile_fused_times_every_part_and_the_rates_of_its_matmuls(tmp_path):
+    from experiments import profile_fused
+
+    out = tmp_path / "profile.json"
+    result = profile_fused.main(
+        ["--cell", "gru", "--B", "2", "--T", "3", "--I", "3", "--H", "4", "--repeats", "2",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    for part in ("forward_loop_s", "backward_total_s", "big_matmuls_s", "whole_fwd_bwd_s"):
+        assert math.isfinite(result[part]) and result[part] > 0
+    assert len(result["matmul_gflops_xla_torch"]) == 4
