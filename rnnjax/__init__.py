@@ -13,10 +13,25 @@ Where to look:
 - generation from a prompt or a vector: ``rnnjax/generation.py``; beam search:
   ``rnnjax/beam.py``; the encoder-decoder: ``rnnjax/seq2seq.py``;
 - training (train step with clipping, truncated BPTT, metrics, checkpoints, the
-  loop): ``rnnjax/train/``.
+  loop): ``rnnjax/train/``; language-model losses, streams and top-k:
+  ``rnnjax/language_model.py``;
+- the gradient at every step of BPTT (vanishing/exploding), spectral radius:
+  ``rnnjax/diagnostics.py``;
+- data (text corpora, vocabularies, the experiments' generated tasks, CoNLL-U):
+  ``rnnjax/data/``.
 """
 
-from rnnjax import beam, data, generation, initializers, layers, seq2seq, train
+from rnnjax import (
+    beam,
+    data,
+    diagnostics,
+    generation,
+    initializers,
+    language_model,
+    layers,
+    seq2seq,
+    train,
+)
 from rnnjax.beam import Beams, beam_search
 from rnnjax.cells import (
     GRU,
@@ -114,9 +129,11 @@ __all__ = [
     "ReadoutParams",
     "Unrolled",
     "data",
+    "diagnostics",
     "generate",
     "generation",
     "initializers",
+    "language_model",
     "layers",
     "last_valid",
     "lengths_from_mask",
