@@ -1,129 +1,94 @@
-"""The README's demo (experiments/demo.py) runs end to end and learns."""
+"""The README's demo (``python -m experiments.demo``) is ``char_lm`` with a short preset:
+it runs end to end, learns, and prints what the README shows."""
 
+import contextlib
 import dataclasses
-import functools
+import io
 import json
 import math
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
-from experiments import demo
-from rnnjax.data import CharVocab
+from experiments import char_lm, demo
 
 TINY = [
-    "--steps", "30", "--hidden-size", "16", "--batch-size", "8", "--seq-len", "16",
-    "--learning-rate", "0.01", "--eval-streams", "16", "--sample-length", "20",
+    "--steps", "30", "--hidden-size", "16", "--batch-size", "8", "--seq-len", "32",
+    "--eval-streams", "64", "--sample-length", "20", "--no-progress",
 ]  # fmt: skip
+PRESET = {
+    "hidden_size": 128, "steps": 2000, "learning_rate": 1e-2, "eval_every": 500,
+    "checkpoint": False, "sample_length": 300, "temperatures": (0.7,),
+}  # fmt: skip
 
 
-def test_tiny_demo_writes_its_files_and_its_loss_decreases(tmp_path, capsys):
+def test_the_demo_config_is_char_lms_with_the_documented_preset():
+    got = dataclasses.asdict(demo.DemoConfig())
+    assert got == dataclasses.asdict(dataclasses.replace(char_lm.Config(), **PRESET))
+    assert isinstance(demo.DemoConfig(), char_lm.Config)
+
+
+def test_main_is_char_lm_main_with_the_preset_and_the_demos_name(monkeypatch):
+    calls = []
+    monkeypatch.setattr(char_lm, "main", lambda argv, **kw: calls.append((argv, kw)) or {"ok": 1})
+    assert demo.main(["--steps", "5"]) == {"ok": 1}
+    ((argv, kw),) = calls
+    assert argv == ["--steps", "5"]
+    assert kw["config_class"] is demo.DemoConfig
+    assert kw["prog"] == "python -m experiments.demo" and kw["default_out"] == "runs/demo"
+
+
+def test_help_shows_the_demos_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert text.startswith("usage: python -m experiments.demo")
+    assert "training steps (default: 2000)" in text
+    assert "sampling temperatures (default: (0.7,))" in text
+
+
+def test_a_tiny_demo_prints_the_readme_sections_and_writes_its_files(tmp_path):
     out = tmp_path / "run"
-    metrics = demo.main([*TINY, "--out", str(out)])
-    printed = capsys.readouterr().out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        metrics = demo.main([*TINY, "--out", str(out)])
+    printed = printed.getvalue()
 
-    assert (out / "loss_curve.png").stat().st_size > 1000
-    assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in metrics.values())
-    config = json.loads((out / "config.json").read_text())
-    assert config["steps"] == 30 and config["hidden_size"] == 16 and config["seed"] == 0
+    assert printed.startswith("rnnjax demo: a character-level LSTM learns to continue text")
+    assert "built-in corpus (pydoc_data.topics)" in printed
+    assert f"validation: {metrics['val_bpc']:.3f} bits per character" in printed
+    assert "baselines: unigram (character frequencies)" in printed
+    assert "top-3 next-character predictions:" in printed
+    for prompt in demo.DemoConfig().prompts:
+        assert f"{prompt!r} -> " in printed
+    assert "a sample at temperature 0.7:" in printed and "temperature 0.5" not in printed
 
-    assert metrics["steps"] == 30
     assert metrics["first_train_loss"] == pytest.approx(math.log(metrics["vocab_size"]), abs=0.1)
     assert metrics["final_train_loss"] < metrics["first_train_loss"] - 0.5
     assert metrics["val_bpc"] < metrics["uniform_bpc"]
-    for prompt in demo.DemoConfig().prompts:
-        assert repr(prompt) in printed  # each prompt's top-3 line
-    assert "bits per character" in printed
-
-
-def test_every_config_field_is_a_command_line_option_of_its_type(tmp_path):
-    data = tmp_path / "mine.txt"
-    config, out = demo.parse_args(
-        ["--steps", "7", "--val-fraction", "0.25", "--data", str(data), "--prompts", "ab", "c d"]
-        + ["--temperature", "1.5", "--out", "somewhere"]
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    config = json.loads((out / "config.json").read_text())
+    assert (
+        config["steps"] == 30 and config["learning_rate"] == 1e-2 and config["checkpoint"] is False
     )
-    assert config == dataclasses.replace(
-        demo.DemoConfig(), steps=7, val_fraction=0.25, data=str(data), prompts=("ab", "c d"),
-        temperature=1.5,
-    )  # fmt: skip
-    assert out == "somewhere"
-    assert demo.parse_args([]) == (demo.DemoConfig(), "runs/demo")
-
-
-def test_help_lists_every_option(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        demo.parse_args(["--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    for field in dataclasses.fields(demo.DemoConfig):
-        assert "--" + field.name.replace("_", "-") in text
+    assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "checkpoints").exists()
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["--steps", "0"], ["--steps", "many"], ["--temperature", "-1"], ["--val-fraction", "1"]],
-)
-def test_bad_options_exit_with_a_usage_error(argv, capsys):
+    "argv, named",
+    [(["--steps", "0"], "`steps`"), (["--steps", "many"], "--steps"),
+     (["--temperatures", "-1"], "`temperatures`"), (["--val-fraction", "1"], "`val-fraction`")],
+)  # fmt: skip
+def test_bad_options_exit_with_a_usage_error_naming_them(argv, named, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        demo.parse_args(argv)
+        demo.main([*argv, "--out", str(tmp_path / "run")])
     assert exit_info.value.code == 2
-    assert (
-        argv[0] in capsys.readouterr().err
-        or argv[0][2:].replace("-", "_") in capsys.readouterr().err
-    )
+    assert named in capsys.readouterr().err
 
 
-def test_a_missing_data_file_stops_before_training_with_a_message(tmp_path):
-    with pytest.raises(SystemExit, match="no text file"):
+def test_a_missing_data_file_stops_before_training_with_a_message(tmp_path, capsys):
+    with pytest.raises(SystemExit):
         demo.main(["--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "run")])
+    assert "no text file" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-
-
-@functools.cache
-def _random_model(vocab_size=11, hidden_size=8):
-    model = demo.CharLSTM(vocab_size, hidden_size)
-    return model, jax.jit(model.init)(jax.random.key(0))
-
-
-def _read_by_steps(model, params, tokens):
-    """Reference: logits after each token, from a Python loop over ``model.step``.
-
-    ``tokens`` is ``(B, T)``; returns float64 log-probabilities ``(B, T, V)``.
-    """
-    step = jax.jit(model.step)
-    carry = model.cell.initial_carry(tokens.shape[:1], jnp.float32)
-    log_probs = []
-    for t in range(tokens.shape[1]):
-        carry, logits = step(params, carry, tokens[:, t])
-        log_probs.append(jax.nn.log_softmax(np.asarray(logits, np.float64), axis=-1))
-    return np.stack(log_probs, axis=1)
-
-
-def test_bits_per_char_in_padded_chunks_equals_a_step_by_step_reading_of_each_stream():
-    model, params = _random_model()
-    ids = np.random.default_rng(0).integers(0, 11, size=500).astype(np.int32)
-    got = demo.bits_per_char(model, params, ids, num_streams=3, seq_len=16)  # 166 steps per stream
-
-    length = (len(ids) - 1) // 3
-    inputs, targets = (
-        ids[: 3 * length].reshape(3, length),
-        ids[1 : 3 * length + 1].reshape(3, length),
-    )
-    log_p = _read_by_steps(model, params, inputs)
-    nll = -np.take_along_axis(log_p, targets[..., None], axis=-1)
-    assert got == pytest.approx(nll.mean() / np.log(2), rel=1e-5)
-
-
-def test_top3_of_padded_prompts_equals_each_prompt_read_alone_step_by_step():
-    vocab = CharVocab.from_text("abcdefghij ")
-    model, params = _random_model()
-    prompts = ["a bad cafe", "bee", "j"]
-    got = demo.top3(model, params, vocab, prompts)
-    for prompt, guesses in zip(prompts, got, strict=True):
-        p = np.exp(_read_by_steps(model, params, vocab.encode(prompt)[None])[0, -1])
-        best = np.argsort(-p)[:3]
-        assert [c for c, _ in guesses] == [vocab.chars[i] for i in best]
-        np.testing.assert_allclose([q for _, q in guesses], p[best], rtol=1e-5)

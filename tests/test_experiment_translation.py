@@ -1,0 +1,84 @@
+"""experiments/translation.py: a tiny run writes its files; the examples encode
+each date's text and its ISO form exactly; held-out dates are never trained on."""
+
+import dataclasses
+import datetime
+import json
+
+import numpy as np
+import pytest
+
+from experiments import translation
+from rnnjax.data.dates import FORMAT_NAMES
+
+TINY = ["--train-size", "200", "--test-dates", "20", "--test-size", "20", "--steps", "6",
+        "--eval-every", "3", "--embed-size", "8", "--hidden-size", "8", "--batch-size", "8",
+        "--beam-width", "2", "--show", "3"]  # fmt: skip
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_tiny_run_writes_config_metrics_examples_and_figures(tmp_path, capsys):
+    metrics = translation.main([*TINY, "--out", str(tmp_path), "--no-progress"])
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["beam_width"] == 2 and config["encoder"] == "bilstm"
+    assert 0.0 <= metrics["greedy_exact_match"] <= 1.0
+    assert 0.0 <= metrics["beam_exact_match"] <= 1.0
+    assert metrics["beam_width"] == 2 and metrics["test_size"] == 20
+    per_format = [k for k in metrics if k.startswith("greedy_exact_match_")]
+    assert per_format and {k[len("greedy_exact_match_") :] for k in per_format} <= set(FORMAT_NAMES)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in per_format)
+    for png in ("exact_match.png", "learning_curve.png", "train/metrics.png"):
+        assert (tmp_path / png).read_bytes()[:8] == PNG, png
+    assert len((tmp_path / "examples.txt").read_text().splitlines()) == 4  # header + 3
+    assert "held-out exact match" in capsys.readouterr().out
+
+
+def test_examples_encode_the_text_and_the_iso_date_with_start_and_end_tokens():
+    dates = [datetime.date(1998, 3, 3), datetime.date(2049, 12, 31)]
+    data = translation.make_examples(np.random.default_rng(0), dates, 40)
+    for i in range(40):
+        n = data.src_lengths[i]
+        assert translation.SRC.decode(data.src[i, :n]) == data.texts[i]
+        assert np.all(data.src[i, n:] == 0)
+        assert data.tgt_in[i, 0] == translation.START
+        assert translation.decode_text(data.tgt_out[i]) == data.targets[i]
+        assert data.tgt_out[i, -1] == translation.END
+        np.testing.assert_array_equal(data.tgt_in[i, 1:], data.tgt_out[i, :-1])
+        assert data.targets[i] in ("1998-03-03", "2049-12-31")
+
+
+def test_the_longest_source_fits_and_held_out_dates_are_unseen():
+    from rnnjax.data.dates import all_dates, format_date
+
+    longest = max(len(format_date(d, f)) for d in all_dates() for f in FORMAT_NAMES)
+    assert longest <= translation.SOURCE_STEPS
+    train, test = translation.split_dates(np.random.default_rng(0), 300)
+    assert len(test) == 300 and not set(train) & set(test)
+    assert len(train) + len(test) == len(all_dates())
+
+
+def test_decode_text_stops_at_the_end_token():
+    ids = [translation.TGT.chars.index(c) for c in "2001-"] + [translation.END, 3, 3]
+    assert translation.decode_text(ids) == "2001-"
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        translation.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(translation.Config):
+        assert "--" + field.name.replace("_", "-") in text
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [(["--steps", "0"], "steps"), (["--encoder", "gru"], "encoder"),
+     (["--beam-width", "0"], "beam-width"), (["--test-dates", "20000"], "test-dates")],
+)  # fmt: skip
+def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        translation.main([*argv, "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert named in capsys.readouterr().err
