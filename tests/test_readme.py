@@ -42,3 +42,27 @@ def test_readme_quick_start_commands_are_the_ones_ci_runs(command):
     line = next(ln for ln in lines if command in ln)
     if command == "pytest":
         assert line in ci.splitlines(), "the README's test command must appear verbatim in .ci/run"
+
+
+def test_every_file_and_figure_the_readme_links_to_exists():
+    links = re.findall(r"\]\(([^)#\s]+)\)", README.read_text())
+    local = [link for link in links if "://" not in link]
+    assert any(link.endswith(".png") for link in local)
+    missing = [link for link in local if not (README.parent / link).exists()]
+    assert not missing, f"the README links to files that are not in the repository: {missing}"
+
+
+def test_every_experiment_is_in_the_readme_table_has_a_test_and_documents_its_result():
+    root = README.parent
+    names = sorted(
+        p.stem
+        for p in (root / "experiments").glob("*.py")
+        if p.stem not in ("__init__", "common", "bench", "bench_impls", "memory", "demo")
+        and p.stem != "profile_fused"
+    )
+    text = README.read_text()
+    for name in names:
+        assert f"| `{name}` |" in text, f"experiments/{name}.py is missing from the README table"
+        assert (root / "tests" / f"test_experiment_{name}.py").exists(), name
+        source = (root / "experiments" / f"{name}.py").read_text()
+        assert "Expected result\n---------------\n``python -m experiments." + name in source, name

@@ -1,0 +1,134 @@
+"""``experiments.clockwork`` runs end to end on a tiny config; its targets are checked
+against their definitions written out step by step, its parameter counts against
+counts made unit by unit, and its seeds-side-by-side training against training each
+seed alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from experiments import clockwork
+from rnnjax.train import read_metrics
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TINY = [  # (the LSTM is left out to save its compilation; its model is checked below)
+    "--seeds", "2", "--steps", "4", "--rnn-hidden", "3", "--models", "rnn", "cw",
+    "--cw-module-sizes", "2", "1", "--cw-periods", "1", "4", "--no-progress",
+]  # fmt: skip
+
+
+def test_a_tiny_run_writes_config_metrics_and_figures(tmp_path):
+    metrics = clockwork.main([*TINY, "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["seeds"] == 2 and config["cw_periods"] == [1, 4]
+    assert config["models"] == ["rnn", "cw"]
+    for name in ("clockwork.png", "nmse.png", "training.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+    for model in ("rnn", "cw"):
+        rows = read_metrics(tmp_path / f"train_{model}", split="train")
+        assert [r["step"] for r in rows] == [0]  # logged every 10 steps
+        for target in clockwork.TARGETS:
+            assert math.isfinite(rows[-1][f"nmse_{target}"])
+    for target in clockwork.TARGETS:
+        for model in ("rnn", "cw"):
+            scores = metrics[f"{target}_{model}_nmse"]
+            assert len(scores) == 2 and all(math.isfinite(s) and s > 0 for s in scores)
+            assert metrics[f"{target}_{model}_nmse_mean"] == pytest.approx(np.mean(scores))
+        assert metrics[f"{target}_rnn_over_cw"] == pytest.approx(
+            metrics[f"{target}_rnn_nmse_mean"] / metrics[f"{target}_cw_nmse_mean"]
+        )
+    # tanh RNN H=3: 3 + 9 + 6 (cell) + 4 (readout); clockwork (2, 1), periods (1, 4):
+    # unit 0, 1 read all 3 units, unit 2 reads only itself: 7 recurrent weights
+    assert metrics["rnn_num_params"] == 3 + 9 + 6 + 4
+    assert metrics["cw_num_params"] == 3 + 7 + 6 + 4
+
+
+def test_the_paper_target_is_the_formula_at_t_equal_0_01_i_mapped_onto_minus_1_1():
+    values = []
+    for i in range(320):
+        t = 0.01 * i
+        values.append(
+            0.5 * math.sin(2 * t) - 0.05 * math.cos(17 * t + 0.8) + 0.05 * math.sin(25 * t + 10)
+            - 0.02 * math.cos(45 * t + 0.3)
+        )  # fmt: skip
+    low, high = min(values), max(values)
+    expected = [2 * (v - low) / (high - low) - 1 for v in values]
+    got = clockwork.target("paper")
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert got.min() == -1.0 and got.max() == 1.0
+
+
+def test_the_sines_target_is_the_sum_of_its_components_mapped_onto_minus_1_1():
+    raw = [
+        sum(a * math.sin(2 * math.pi * i / p + phase) for p, a, phase in clockwork.SINES)
+        for i in range(320)
+    ]
+    low, high = min(raw), max(raw)
+    np.testing.assert_allclose(
+        clockwork.target("sines"), [2 * (v - low) / (high - low) - 1 for v in raw], atol=1e-12
+    )
+
+
+def test_the_default_models_have_about_a_thousand_parameters_counted_unit_by_unit():
+    config = clockwork.Config()
+    counts = {m: clockwork.make_generator(m, config).num_params() for m in clockwork.MODELS}
+    H = 31
+    assert counts["rnn"] == H + H * H + 2 * H + H + 1 == 1086
+    H = 15
+    assert counts["lstm"] == 4 * H + 4 * H * H + 8 * H + H + 1 == 1096
+    periods = np.repeat(config.cw_periods, config.cw_module_sizes)  # one per unit
+    recurrent = sum(1 for r in periods for c in periods if c >= r)  # slow -> fast only
+    H = len(periods)
+    assert counts["cw"] == H + recurrent + 2 * H + H + 1 == 1051
+
+
+def test_seeds_trained_side_by_side_get_the_updates_each_would_get_alone():
+    """``per_model`` runs Adam and clipping per seed: one update of two stacked models
+    equals one update of each model on its own (clipping active: tiny max norm)."""
+    inner = optax.chain(optax.clip_by_global_norm(1e-3), optax.adam(0.1))
+    stacked_params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([[1.0, 2.0, 3.0], [0.1, 0.0, -5.0]]), "b": jnp.array([4.0, 0.5])}
+    opt = clockwork.per_model(inner)
+    update = jax.jit(lambda g, p, opt: opt.update(g, opt.init(p), p)[0], static_argnums=2)
+    updates = update(grads, stacked_params, opt)
+    for s in range(2):
+        alone = jax.tree.map(lambda a, s=s: a[s], stacked_params)
+        expected = update(jax.tree.map(lambda a, s=s: a[s], grads), alone, inner)
+        for name in ("w", "b"):
+            np.testing.assert_allclose(updates[name][s], expected[name], rtol=1e-6)
+
+
+def test_nmse_of_the_mean_is_one_and_of_the_target_is_zero():
+    f = clockwork.target("paper")
+    assert float(clockwork.nmse(np.full_like(f, f.mean()), f)) == pytest.approx(1.0)
+    assert float(clockwork.nmse(f, f)) == 0.0
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        clockwork.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(clockwork.Config):
+        assert "--" + field.name.replace("_", "-") in text
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [(["--targets", "music"], "targets"), (["--models", "gru"], "models"),
+     (["--cw-periods", "1", "2"], "cw-periods"), (["--seeds", "0"], "seeds")],
+)  # fmt: skip
+def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        clockwork.main([*argv, "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert named in capsys.readouterr().err
