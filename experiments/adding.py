@@ -25,7 +25,7 @@ steps; ``mse.png`` shows these curves, one panel per ``T``, with the baseline
 0.167 and the 0.01 line drawn. Written to ``--out`` (default ``runs/adding``):
 ``config.json``, ``metrics.json``, ``mse.png`` and one subdirectory per (cell,
 T) with ``fit``'s ``metrics.jsonl`` and ``metrics.png``. Longer sequences:
-``--lengths 50 100 200``.
+``--lengths 50 100 200``, or ``--T 200`` for T = 200 alone.
 
 Expected result
 ---------------
@@ -82,7 +82,7 @@ class Config:
 
     seed: int = option(0, "seed of the parameters, the training batches and the test sets")
     cells: tuple[str, ...] = option(tuple(CELLS), f"cells to compare, from {list(CELLS)}")
-    lengths: tuple[int, ...] = option((50, 100), "sequence lengths T")
+    lengths: tuple[int, ...] = option((50, 100), "sequence lengths T", aliases=("--T",))
     hidden_size: int = option(32, "hidden units H of every cell")
     steps: int = option(1500, "training steps per (cell, T)")
     batch_size: int = option(64, "sequences per training step")

@@ -38,24 +38,27 @@ from pathlib import Path
 import numpy as np
 
 
-def option(default, help: str):
-    """A config field with a default and the ``--help`` text of its option."""
+def option(default, help: str, *, aliases: tuple[str, ...] = ()):
+    """A config field with a default and the ``--help`` text of its option; ``aliases``
+    are further flags for the same option (e.g. ``("--T",)``)."""
     if isinstance(default, (list, dict, set)):
         raise TypeError("option defaults must be immutable (use a tuple)")
-    return dataclasses.field(default=default, metadata={"help": help})
+    if any(not a.startswith("--") for a in aliases):
+        raise ValueError(f"option aliases must start with '--', got {aliases!r}")
+    return dataclasses.field(default=default, metadata={"help": help, "aliases": tuple(aliases)})
 
 
 def _add_field(parser: argparse.ArgumentParser, field, kind) -> None:
-    flag = "--" + field.name.replace("_", "-")
+    flags = ["--" + field.name.replace("_", "-"), *field.metadata.get("aliases", ())]
     kwargs = {"dest": field.name, "default": field.default, "help": field.metadata.get("help", "")}
     if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None
         (kind,) = [a for a in typing.get_args(kind) if a is not type(None)]
     if kind is bool:
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        parser.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
     elif typing.get_origin(kind) is tuple:
-        parser.add_argument(flag, nargs="+", type=typing.get_args(kind)[0], **kwargs)
+        parser.add_argument(*flags, nargs="+", type=typing.get_args(kind)[0], **kwargs)
     else:
-        parser.add_argument(flag, type=kind, **kwargs)
+        parser.add_argument(*flags, type=kind, **kwargs)
 
 
 def parse_config(cls, argv=None, *, prog: str, description: str, default_out: str):

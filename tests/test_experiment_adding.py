@@ -81,3 +81,11 @@ def test_irnn_starts_with_identity_recurrence_and_relu():
     params = cell.init(jax.random.key(0))
     assert cell.nonlinearity == "relu"
     np.testing.assert_array_equal(params.w_hh, np.eye(4))
+
+
+def test_dash_dash_T_chooses_the_sequence_length(tmp_path):
+    from experiments.common import parse_config
+
+    config, _ = parse_config(Config, ["--T", "200", "--out", str(tmp_path)], prog="p",
+                             description="d", default_out="unused")  # fmt: skip
+    assert config.lengths == (200,)

@@ -53,3 +53,22 @@ def test_metrics_json_is_flat_plain_json(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     with pytest.raises(ValueError, match="metrics.json is flat"):
         finish(tmp_path, {"per_cell": {"rnn": 1.0}})
+
+
+def test_an_alias_sets_the_same_option(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class WithAlias:
+        lengths: tuple[int, ...] = option((50, 100), "sequence lengths", aliases=("--T",))
+
+    def run(argv, name):
+        return parse_config(WithAlias, [*argv, "--out", str(tmp_path / name)], prog="t",
+                            description="d", default_out="unused")[0]  # fmt: skip
+
+    assert run(["--T", "300"], "a").lengths == (300,)
+    assert run(["--lengths", "50", "200"], "b").lengths == (50, 200)
+    assert run([], "c").lengths == (50, 100)
+
+
+def test_an_alias_must_be_a_long_flag():
+    with pytest.raises(ValueError, match="aliases"):
+        option(1, "x", aliases=("-T",))
