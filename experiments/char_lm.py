@@ -3,6 +3,7 @@
     python -m experiments.char_lm                      # LSTM, the built-in corpus (~5 min)
     python -m experiments.char_lm --cell gru           # or rnn (tanh Elman), lstm
     python -m experiments.char_lm --data FILE          # any UTF-8 text of your own
+    python -m experiments.char_lm --resume             # continue an interrupted run in --out
     python -m experiments.char_lm --help
 
 What it shows: a recurrent network that reads text one character at a time and
@@ -35,6 +36,11 @@ Writes to ``--out`` (default ``runs/char_lm``): ``config.json``,
 ``metrics.jsonl`` and ``metrics.png`` (the training log and loss curves of
 ``rnnjax.train.fit``), ``loss_curve.png`` (bits per character against the
 baselines), ``samples.txt``, ``checkpoints/`` and ``metrics.json``.
+
+Checkpoints (params, optimizer state, step, RNG key and the stream carry) are
+written every ``--checkpoint-every`` steps; after an interruption the same
+command with ``--resume`` continues from the latest one and computes what the
+uninterrupted run would have (the batches are a function of the step).
 ``python -m experiments.demo`` is this experiment with a one-minute preset
 (``experiments/demo.py``).
 
@@ -131,7 +137,13 @@ class Config:
     log_every: int = option(10, "log the training loss every this many steps")
     eval_every: int = option(500, "evaluate on the validation text every this many steps")
     eval_streams: int = option(16, "parallel streams the validation text is read in")
-    checkpoint: bool = option(True, "save the final state in <out>/checkpoints")
+    checkpoint: bool = option(True, "save checkpoints in <out>/checkpoints")
+    checkpoint_every: int = option(
+        500, "with --checkpoint: save every this many steps and at the end (--resume continues)"
+    )
+    resume: bool = option(
+        False, "continue the interrupted run in --out from its latest checkpoint (same options)"
+    )
     prompts: tuple[str, ...] = option(
         ("The return val", "for each elem", "the default is Non"),
         "prompts whose top-3 next characters are shown",
@@ -143,7 +155,9 @@ class Config:
 
     def __post_init__(self):
         positive(self, "hidden_size", "batch_size", "seq_len", "steps", "log_every")
-        positive(self, "eval_every", "eval_streams", "sample_length")
+        positive(self, "eval_every", "eval_streams", "sample_length", "checkpoint_every")
+        if self.resume and not self.checkpoint:
+            raise ValueError("`resume` needs checkpoints: drop `--no-checkpoint`")
         if self.cell not in CELLS:
             raise ValueError(f"`cell` must be one of {list(CELLS)}, got {self.cell!r}")
         if self.batching not in BATCHINGS:
@@ -206,8 +220,16 @@ def training_data(config, train_ids: np.ndarray):
     return window_loss, batch_fn, False
 
 
+# Options that do not change what is trained: a run may be resumed with other values.
+RUN_CONTROL = ("resume", "progress", "interactive", "load", "prompt", "prompts", "top_k")
+
+
 def train(config, model, train_ids, run_dir: Path, eval_fn, key):
-    """Train ``model`` on ``train_ids`` with :func:`rnnjax.train.fit`: the final params."""
+    """Train ``model`` on ``train_ids`` with :func:`rnnjax.train.fit`: the final params.
+
+    With ``config.resume`` the run continues from the latest checkpoint in
+    ``run_dir``: the batches are a function of the step and the stream carry is in
+    the checkpoint, so the resumed run computes what the uninterrupted one would."""
     make_loss, batch_fn, stateful = training_data(config, train_ids)
     optimizer, schedule = optimizer_and_schedule(config)
     params = _init(model, key)
@@ -217,13 +239,21 @@ def train(config, model, train_ids, run_dir: Path, eval_fn, key):
         make_loss(model), optimizer, max_grad_norm=config.clip_norm, schedule=schedule,
         stateful=stateful,
     )  # fmt: skip
-    start_fresh(run_dir)
-    state = fit(
-        step, state, batch_fn, config.steps, run_dir=run_dir, config=config, eval_fn=eval_fn,
-        eval_every=config.eval_every, checkpoint_every=config.steps if config.checkpoint else None,
-        log_every=config.log_every, items_per_step=config.batch_size * config.seq_len,
-        progress=config.progress,
-    )  # fmt: skip
+    if not config.resume:
+        start_fresh(run_dir)
+    try:
+        state = fit(
+            step, state, batch_fn, config.steps, run_dir=run_dir, config=config,
+            resume=config.resume, resume_ignores=RUN_CONTROL, eval_fn=eval_fn,
+            eval_every=config.eval_every,
+            checkpoint_every=config.checkpoint_every if config.checkpoint else None,
+            log_every=config.log_every, items_per_step=config.batch_size * config.seq_len,
+            progress=config.progress,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        if not config.resume:
+            raise
+        raise SystemExit(f"error: cannot resume the run in {str(run_dir)!r}: {e}") from None
     return state.params
 
 

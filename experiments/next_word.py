@@ -4,6 +4,7 @@
     python -m experiments.next_word --prompt "the return value of"    # top-3 next words of a phrase
     python -m experiments.next_word --load runs/next_word --interactive   # ask, without retraining
     python -m experiments.next_word --data FILE                       # any UTF-8 text of your own
+    python -m experiments.next_word --resume                          # continue an interrupted run
     python -m experiments.next_word --help
 
 What it shows: the same recurrent language model as ``char_lm``, over words
@@ -121,7 +122,13 @@ class Config:
     log_every: int = option(10, "log the training loss every this many steps")
     eval_every: int = option(50, "evaluate on the validation words every this many steps")
     eval_streams: int = option(16, "parallel streams the validation words are read in")
-    checkpoint: bool = option(True, "save the final state in <out>/checkpoints (for --load)")
+    checkpoint: bool = option(True, "save checkpoints in <out>/checkpoints (for --load)")
+    checkpoint_every: int = option(
+        200, "with --checkpoint: save every this many steps and at the end (--resume continues)"
+    )
+    resume: bool = option(
+        False, "continue the interrupted run in --out from its latest checkpoint (same options)"
+    )
     prompt: tuple[str, ...] = option(
         ("the return value of", "an instance of", "if the"),
         "phrases whose top next words are shown",
@@ -136,6 +143,9 @@ class Config:
     def __post_init__(self):
         positive(self, "vocab_size", "embed_size", "hidden_size", "batch_size", "seq_len")
         positive(self, "steps", "log_every", "eval_every", "eval_streams", "top_k")
+        positive(self, "checkpoint_every")
+        if self.resume and (not self.checkpoint or self.load is not None):
+            raise ValueError("`resume` needs checkpoints and a training run (not --load)")
         if self.cell not in CELLS:
             raise ValueError(f"`cell` must be one of {list(CELLS)}, got {self.cell!r}")
         if self.batching not in ("streams", "windows"):
@@ -180,7 +190,7 @@ def load_run(run_dir) -> tuple[Config, WordVocab, object, object, int]:
     saved = json.loads((run_dir / "config.json").read_text())
     fields = {f.name for f in dataclasses.fields(Config)}
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields}
-    config = Config(**{**saved, "data": None, "load": None})  # the text is not read again
+    config = Config(**{**saved, "data": None, "load": None, "resume": False})  # the text is not read again
     vocab = WordVocab(tuple(json.loads((run_dir / VOCAB_FILE).read_text())), unk=UNK)
     model = build_model(config, vocab)
     checkpoint = latest_checkpoint(run_dir / "checkpoints")

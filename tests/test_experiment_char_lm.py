@@ -168,3 +168,43 @@ def test_a_text_too_short_for_the_streams_stops_before_training(tmp_path):
     with pytest.raises(SystemExit, match="too few for `batch_size`=32 streams"):
         char_lm.main(["--data", str(short), "--seq-len", "8", "--sample-prompt", "abc",
                       "--out", str(tmp_path / "run")])  # fmt: skip
+
+
+def _train_rows(out):
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if r["split"] == "train"]
+
+
+def test_resume_after_an_interruption_continues_exactly_as_the_uninterrupted_run(
+    corpus, tmp_path
+):
+    """Run A trains 40 steps at once. Run B is the same command, "interrupted" after its
+    step-20 checkpoint (the step-40 one deleted: a checkpoint without its .json does not
+    exist); ``--resume`` then runs steps 20-39 again from the checkpoint: the stream
+    carry, the optimizer state and the batches must all continue where they stopped."""
+    argv = [*TINY, "--data", str(corpus), "--checkpoint-every", "20", "--log-every", "1"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        uninterrupted = char_lm.main([*argv, "--out", str(tmp_path / "a")])
+    with contextlib.redirect_stdout(io.StringIO()):
+        char_lm.main([*argv, "--out", str(tmp_path / "b")])
+    (tmp_path / "b" / "checkpoints" / "checkpoint_000000040.json").unlink()
+    with contextlib.redirect_stdout(io.StringIO()):
+        resumed = char_lm.main([*argv, "--resume", "--out", str(tmp_path / "b")])
+    assert _train_rows(tmp_path / "b") == _train_rows(tmp_path / "a")
+    assert len(_train_rows(tmp_path / "b")) == 40
+    assert resumed["val_bpc"] == uninterrupted["val_bpc"]
+
+
+def test_resume_without_a_checkpoint_is_an_error_naming_the_run(corpus, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        char_lm.main([*TINY, "--data", str(corpus), "--resume", "--out", str(tmp_path / "new")])
+    assert "cannot resume" in str(exit_info.value.code) and "new" in str(exit_info.value.code)
+
+
+def test_resume_with_other_training_options_is_refused(corpus, tmp_path):
+    argv = [*TINY, "--data", str(corpus), "--out", str(tmp_path / "run")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        char_lm.main(argv)
+    with pytest.raises(SystemExit) as exit_info:
+        char_lm.main([*argv, "--resume", "--learning-rate", "0.01"])
+    assert "learning_rate" in str(exit_info.value.code)

@@ -202,3 +202,33 @@ def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
         next_word.main([*argv, "--out", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert named in capsys.readouterr().err
+
+
+def test_resume_continues_an_interrupted_run_exactly(tmp_path):
+    corpus = tmp_path / "pets.txt"
+    corpus.write_text(TEXT)
+    argv = [*TINY, "--data", str(corpus), "--checkpoint-every", "30", "--log-every", "1"]
+
+    def run(*extra, out):
+        with contextlib.redirect_stdout(io.StringIO()):
+            return next_word.main([*argv, *extra, "--out", str(tmp_path / out)])
+
+    def train_rows(out):
+        lines = (tmp_path / out / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r["loss"]) for r in map(json.loads, lines) if r["split"] == "train"]
+
+    uninterrupted = run(out="a")
+    run(out="b")
+    (tmp_path / "b" / "checkpoints" / "checkpoint_000000060.json").unlink()  # "crashed" after step 30
+    resumed = run("--resume", out="b")
+    assert train_rows("b") == train_rows("a") and len(train_rows("a")) == 60
+    assert resumed["val_perplexity"] == uninterrupted["val_perplexity"]
+    assert resumed["top_words"] == uninterrupted["top_words"]
+
+
+def test_resume_with_load_is_a_usage_error(trained, capsys):
+    _, _, out = trained
+    with pytest.raises(SystemExit) as exit_info:
+        next_word.main(["--load", str(out), "--resume"])
+    assert exit_info.value.code == 2
+    assert "`resume`" in capsys.readouterr().err

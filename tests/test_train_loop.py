@@ -299,3 +299,19 @@ def test_bad_arguments_are_named(tmp_path):
         with pytest.raises(error, match=match):
             fit(TRAIN_STEP, **kwargs)
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_resume_ignores_only_the_keys_it_is_given(tmp_path):
+    state = initial_state()
+    run = tmp_path / "run"
+    config = {"lr": 1, "progress": True}
+    fit(TRAIN_STEP, state, batch_fn, 2, run_dir=run, config=config, checkpoint_every=2, **QUIET)
+    with pytest.raises(ValueError, match=r"`config` differs .* in \['progress'\]"):
+        fit(TRAIN_STEP, state, batch_fn, 3, run_dir=run, config={**config, "progress": False},
+            resume=True, **QUIET)  # fmt: skip
+    with pytest.raises(ValueError, match=r"`config` differs .* in \['lr'\]"):
+        fit(TRAIN_STEP, state, batch_fn, 3, run_dir=run, config={"lr": 2, "progress": False},
+            resume=True, resume_ignores=("progress",), **QUIET)  # fmt: skip
+    resumed = fit(TRAIN_STEP, state, batch_fn, 3, run_dir=run, config={**config, "progress": False},
+                  resume=True, resume_ignores=("progress",), **QUIET)  # fmt: skip
+    assert int(resumed.step) == 3

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jax
@@ -63,6 +63,7 @@ def fit(
     run_dir,
     resume: bool = False,
     config=None,
+    resume_ignores: Collection[str] = (),
     eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
     eval_every: int | None = None,
     checkpoint_every: int | None = None,
@@ -89,6 +90,8 @@ def fit(
       config: the run config (a dict or a dataclass of JSON values), written to
         ``config.json`` and into every checkpoint; on resume it must equal the
         checkpoint's (a changed config would not continue the same run).
+      resume_ignores: keys of ``config`` that may differ on resume because they do
+        not change what is trained (a progress bar, the resume flag itself).
       eval_fn: ``eval_fn(params) -> {name: number}`` (e.g. a closure over
         :func:`rnnjax.train.evaluate`), logged as an eval line.
       eval_every: evaluate after every ``eval_every`` steps; with ``eval_fn``
@@ -150,7 +153,9 @@ def fit(
 
     last_checkpoint = None
     if resume:
-        state, last_checkpoint = _resume(run_dir, checkpoint_dir, metrics_path, state, config)
+        state, last_checkpoint = _resume(
+            run_dir, checkpoint_dir, metrics_path, state, config, frozenset(resume_ignores)
+        )
     else:
         if list_checkpoints(checkpoint_dir) or os.path.exists(metrics_path):
             raise FileExistsError(
@@ -209,7 +214,13 @@ def fit(
     return state
 
 
-def _resume(run_dir, checkpoint_dir, metrics_path, template, config):
+def _without(config, keys: frozenset):
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if k not in keys}
+    return config
+
+
+def _resume(run_dir, checkpoint_dir, metrics_path, template, config, ignores: frozenset):
     """The state of the latest checkpoint, and its path, after checking it may be continued."""
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"`run_dir`={run_dir!r} does not exist: there is nothing to resume")
@@ -220,8 +231,8 @@ def _resume(run_dir, checkpoint_dir, metrics_path, template, config):
             "did the run set `checkpoint_every`?"
         )
     restored = restore_checkpoint(latest, template)
-    if restored.config != config:
-        saved, given = restored.config or {}, config or {}
+    if _without(restored.config, ignores) != _without(config, ignores):
+        saved, given = _without(restored.config, ignores) or {}, _without(config, ignores) or {}
         changed = sorted(k for k in set(saved) | set(given) if saved.get(k) != given.get(k))
         raise ValueError(
             f"`config` differs from the one the run was checkpointed with, in {changed}; "
