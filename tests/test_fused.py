@@ -388,3 +388,58 @@ def test_the_loops_update_their_buffer_in_place_without_copying_it():
     can fail)."""
     assert backward_loop_copies(unroll=1) == []
     assert backward_loop_copies(unroll=2) != []
+
+
+# -- the per-step matmul in its two forms ---------------------------------------------
+
+
+def test_the_contract_last_form_is_chosen_only_for_few_rows_and_a_large_w_hh():
+    from rnnjax.fused import _NT_MAX_ROWS, _NT_MIN_WEIGHT_SIZE, _Recurrent
+
+    big = jax.ShapeDtypeStruct((4 * 1024, 1024), jnp.float32)  # 2^22 elements
+    small = jax.ShapeDtypeStruct((4 * 512, 512), jnp.float32)  # 2^20
+    assert big.size >= _NT_MIN_WEIGHT_SIZE > small.size
+    assert _Recurrent._nt(big, _NT_MAX_ROWS) and _Recurrent._nt(big, 1)
+    assert not _Recurrent._nt(big, _NT_MAX_ROWS + 1)
+    assert not _Recurrent._nt(small, 1)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("time_major", [False, True])
+def test_the_contract_last_matmul_form_gives_the_same_outputs_and_gradients(
+    name, time_major, monkeypatch
+):
+    """Force the form large LSTMs/GRUs with few rows use on CPU (w_hh stored so that
+    the contracted dimension is last, a transposed copy for the reverse loop) on a
+    small cell: every output, final carry and gradient equals the plain scan's."""
+    from rnnjax import fused
+
+    cell = CELLS[name](param_dtype=jnp.float64)
+    params, xs, carry = random_setup(cell)
+    if time_major:
+        xs = jnp.swapaxes(xs, 0, 1)
+
+    def barriers():
+        def loss(p):
+            return jnp.sum(fused_unroll(cell, p, xs, carry, time_major=time_major).outputs)
+
+        return str(jax.make_jaxpr(jax.grad(loss))(params)).count("optimization_barrier")
+
+    jax.clear_caches()
+    plain = barriers()
+    monkeypatch.setattr(fused, "_NT_MIN_WEIGHT_SIZE", 0)
+    jax.clear_caches()
+    try:
+        assert barriers() == plain + 1  # the reverse loop's transposed copy of W_hh
+        lengths = np.array((5, 2, 0))
+        assert_fused_equals_unroll(
+            cell, params, xs, carry, lengths=lengths, reverse=True, time_major=time_major
+        )
+        kwargs = dict(lengths=lengths, time_major=time_major)  # inference: no gradient
+        assert_same(
+            fused_unroll(cell, params, xs, carry, **kwargs),
+            rnnjax.unroll(cell, params, xs, carry, **kwargs),
+            F64,
+        )
+    finally:
+        jax.clear_caches()
