@@ -63,7 +63,15 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive, runs_root
+from experiments.common import (
+    finish,
+    new_figure,
+    option,
+    parse_config,
+    positive,
+    runs_root,
+    start_fresh,
+)
 from rnnjax.data.synthetic import ADDING_BASELINE_MSE, adding_problem
 from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
 
@@ -139,14 +147,6 @@ class Adder:
 jax.tree_util.register_static(Adder)
 
 
-def clear_run(path) -> None:
-    """Remove what a previous run of this experiment left in ``path`` (``fit`` refuses
-    a directory that holds a previous run's metrics)."""
-    for name in ("metrics.jsonl", "metrics.png", "config.json"):
-        if os.path.isfile(os.path.join(path, name)):
-            os.remove(os.path.join(path, name))
-
-
 def train_one(cell_name: str, length: int, config: Config, run_dir) -> list[tuple[int, float]]:
     """Train ``cell_name`` on sequences of ``length`` with ``rnnjax.train.fit``.
 
@@ -169,7 +169,7 @@ def train_one(cell_name: str, length: int, config: Config, run_dir) -> list[tupl
 
     test = adding_problem(np.random.default_rng((config.seed, length, 1)), config.test_size, length)
     test_mse = jax.jit(lambda p: model.mse(p, test.inputs, test.targets))
-    clear_run(run_dir)
+    start_fresh(run_dir)
     fit(
         make_train_step(loss_fn, optimizer, schedule=schedule),
         init_train_state(params, optimizer, jax.random.key(config.seed)),

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import shutil
 import string
 import time
 from pathlib import Path
@@ -69,7 +68,7 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive
+from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
 from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
 
 PROG = "python -m experiments.alphabet"
@@ -196,20 +195,12 @@ def _generate(model, params, prompt, lengths):
     ).tokens
 
 
-def _start_fresh(run_dir: Path) -> None:
-    """Remove a previous run's training log and checkpoints (``fit`` refuses to
-    start over them), so running the same command again replaces its results."""
-    for name in ("metrics.jsonl", "metrics.png"):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-
-
 def train(config: Config, model: rnnjax.TokenModel, step, run_dir: Path, reverse: bool):
     """Train on the (reversed) alphabet with the train ``step``; returns the final parameters."""
     optimizer = optax.adam(config.learning_rate)
     params = jax.jit(model.init)(jax.random.key(config.seed))
     state = init_train_state(params, optimizer, jax.random.key(config.seed + 1))
-    _start_fresh(run_dir)
+    start_fresh(run_dir)
     batch_fn = lambda s: stretches(  # a function of the step: repeatable
         np.random.default_rng((config.seed, int(reverse), s)), config.batch_size, reverse
     )

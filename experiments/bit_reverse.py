@@ -89,7 +89,15 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive, runs_root
+from experiments.common import (
+    finish,
+    new_figure,
+    option,
+    parse_config,
+    positive,
+    runs_root,
+    start_fresh,
+)
 from rnnjax.data.synthetic import (
     all_bit_strings,
     flip_if_same_as_previous_output,
@@ -318,14 +326,6 @@ def evaluate(net: BitNet, params, problem: str, test: Batch) -> dict[str, float]
 # -- one run ---------------------------------------------------------------------
 
 
-def clear_run(path) -> None:
-    """Remove what a previous run of this experiment left in ``path`` (``fit`` refuses
-    a directory that holds a previous run's metrics)."""
-    for name in ("metrics.jsonl", "metrics.png", "config.json"):
-        if os.path.isfile(os.path.join(path, name)):
-            os.remove(os.path.join(path, name))
-
-
 def train_problem(problem: str, config: Config, run_dir) -> dict[str, float]:
     """Train the network of ``problem`` with ``rnnjax.train.fit``; its test metrics."""
     _, input_size, output_size = shape_of(problem, config.length)
@@ -343,7 +343,7 @@ def train_problem(problem: str, config: Config, run_dir) -> dict[str, float]:
         return random_batch(problem, np.random.default_rng((config.seed, index, step)), config)
 
     test = every_input(problem, config)
-    clear_run(run_dir)
+    start_fresh(run_dir)
     state = fit(
         make_train_step(loss_fn, optimizer),
         init_train_state(params, optimizer, jax.random.key(config.seed)),

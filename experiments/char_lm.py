@@ -72,7 +72,6 @@ import dataclasses
 import functools
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -80,7 +79,7 @@ import jax
 import numpy as np
 import optax
 
-from experiments.common import finish, new_figure, option, parse_config, positive
+from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
 from rnnjax.data import (
     CharVocab,
     pydoc_corpus,
@@ -189,15 +188,6 @@ def override(name: str, default):
 
 
 # -- pieces shared with the other language experiments ---------------------------------
-
-
-def start_fresh(run_dir: Path) -> None:
-    """Remove a previous run's training log and checkpoints from ``run_dir``, so
-    that running the same command again replaces its results (``rnnjax.train.fit``
-    refuses to start a fresh run over an old one)."""
-    for name in ("metrics.jsonl", "metrics.png"):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
 def optimizer_and_schedule(config) -> tuple[optax.GradientTransformation, optax.Schedule]:

@@ -77,7 +77,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import shutil
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -88,7 +87,7 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive
+from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
 from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
 
 PROG = "python -m experiments.clockwork"
@@ -232,14 +231,6 @@ def per_model(optimizer: optax.GradientTransformation) -> optax.GradientTransfor
     )
 
 
-def _start_fresh(run_dir: Path) -> None:
-    """Remove a previous run's training log and checkpoints (``fit`` refuses to
-    start over them), so running the same command again replaces its results."""
-    for name in ("metrics.jsonl", "metrics.png"):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-
-
 def train(
     config: Config, model: Generator, signals: dict[str, np.ndarray], learning_rate: float,
     run_dir: Path,
@@ -274,7 +265,7 @@ def train(
     # would take one norm over all models together and couple them.
     step = make_train_step(loss_fn, optimizer, max_grad_norm=None, schedule=schedule)
     state = init_train_state(params, optimizer, jax.random.key(config.seed + 10_000))
-    _start_fresh(run_dir)
+    start_fresh(run_dir)
     state = fit(
         step, state, lambda s: targets, config.steps, run_dir=run_dir, config=config,
         progress=config.progress, log_every=10, plot=False,  # (training.png shows the curves)

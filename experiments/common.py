@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import types
 import typing
 from pathlib import Path
@@ -103,6 +104,16 @@ def _plain(value):
     if hasattr(value, "tolist"):  # numpy / jax arrays and scalars
         return _plain(np.asarray(value).tolist())
     return value
+
+
+def start_fresh(run_dir) -> None:
+    """Remove a previous run's training log and checkpoints from ``run_dir``
+    (``rnnjax.train.fit`` refuses to start a fresh run over them), so that running
+    the same command again replaces its results."""
+    run_dir = Path(run_dir)
+    for name in ("metrics.jsonl", "metrics.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
 def write_json(path, data) -> None:

@@ -58,8 +58,7 @@ import jax
 import numpy as np
 import optax
 
-from experiments.char_lm import start_fresh
-from experiments.common import finish, new_figure, option, parse_config, positive
+from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
 from rnnjax.language_model import CELLS, token_language_model, window_loss
 from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
 

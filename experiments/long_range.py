@@ -74,7 +74,15 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive, runs_root
+from experiments.common import (
+    finish,
+    new_figure,
+    option,
+    parse_config,
+    positive,
+    runs_root,
+    start_fresh,
+)
 from rnnjax.data.synthetic import cue_recall, cue_recall_vocab_size
 from rnnjax.train import evaluate, fit, init_train_state, make_train_step, token_counts
 
@@ -166,14 +174,6 @@ def update_gate_bias(params: rnnjax.GRUParams, bias: float) -> rnnjax.GRUParams:
     return params._replace(b_ih=jnp.asarray(params.b_ih).at[H : 2 * H].add(bias))
 
 
-def clear_run(path) -> None:
-    """Remove what a previous run of this experiment left in ``path`` (``fit`` refuses
-    a directory that holds a previous run's metrics)."""
-    for name in ("metrics.jsonl", "metrics.png", "config.json"):
-        if os.path.isfile(os.path.join(path, name)):
-            os.remove(os.path.join(path, name))
-
-
 def train_one(cell_name: str, distance: int, config: Config, run_dir) -> dict[str, float]:
     """Train ``cell_name`` at ``distance`` with ``rnnjax.train.fit``; test loss and accuracy."""
     vocab = cue_recall_vocab_size(config.num_cues, config.num_distractors)
@@ -203,7 +203,7 @@ def train_one(cell_name: str, distance: int, config: Config, run_dir) -> dict[st
         result = evaluate(count, params, [tuple(test)])
         return {"loss": result["loss"], "accuracy": result["accuracy"]}
 
-    clear_run(run_dir)
+    start_fresh(run_dir)
     state = fit(
         make_train_step(loss_fn, optimizer),
         init_train_state(params, optimizer, jax.random.key(config.seed)),

@@ -93,7 +93,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -103,7 +102,7 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive
+from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
 from rnnjax.data import CharVocab, pydoc_corpus, random_windows, unigram_bits_per_char
 from rnnjax.diagnostics import gradient_norms_through_time, scale_spectral_radius
 from rnnjax.train import NonFiniteError, fit, init_train_state, make_train_step, read_metrics
@@ -264,14 +263,6 @@ def _radius_colours(radii) -> dict[float, tuple]:
 # -- part 2: clipping ------------------------------------------------------------------
 
 
-def _start_fresh(run_dir: Path) -> None:
-    """Remove a previous run's training log and checkpoints (``fit`` refuses to
-    start over them), so running the same command again replaces its results."""
-    for name in ("metrics.jsonl", "metrics.png"):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-
-
 def train_runs(config: Config, run_dir: Path) -> dict:
     """Train the ``rho = train_rho`` tanh RNN without and with clipping.
 
@@ -308,7 +299,7 @@ def train_runs(config: Config, run_dir: Path) -> dict:
         step = make_train_step(loss_fn, optimizer, max_grad_norm=clip)
         state = init_train_state(params, optimizer, jax.random.key(config.seed + 1))
         sub = run_dir / f"train_{name}"
-        _start_fresh(sub)
+        start_fresh(sub)
         print("training without clipping" if clip is None else
               f"training with the gradient clipped to norm {clip:g}", flush=True)  # fmt: skip
         nonfinite = None

@@ -102,16 +102,6 @@ def test_windows_batching_runs_without_a_checkpoint(corpus, tmp_path):
     assert config["batching"] == "windows" and config["checkpoint"] is False
 
 
-def test_start_fresh_removes_only_the_previous_training_log_and_checkpoints(tmp_path):
-    for name in ("metrics.jsonl", "metrics.png", "config.json", "samples.txt"):
-        (tmp_path / name).write_text("old")
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "checkpoint_000000010.json").write_text("{}")
-    char_lm.start_fresh(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "samples.txt"]
-    char_lm.start_fresh(tmp_path)  # nothing to remove: fine
-
-
 def test_training_batches_are_the_texts_windows_or_its_streams():
     ids = np.arange(1000, dtype=np.int32)
     config = char_lm.Config(batch_size=3, seq_len=5, batching="windows", seed=7)
@@ -129,15 +119,6 @@ def test_training_batches_are_the_texts_windows_or_its_streams():
     np.testing.assert_array_equal(chunk.data.inputs[:, 0], [5, 5 + 333, 5 + 666])
     np.testing.assert_array_equal(chunk.data.targets, chunk.data.inputs + 1)
     assert not chunk.reset and stream(0).reset
-
-
-def test_help_lists_every_option(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        char_lm.main(["--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    for name in char_lm.Config.__dataclass_fields__:
-        assert "--" + name.replace("_", "-") in text
 
 
 @pytest.mark.parametrize(

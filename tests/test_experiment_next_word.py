@@ -183,15 +183,6 @@ def test_out_equal_to_load_is_refused(trained, capsys):
     assert "`--out` must differ from `--load`" in capsys.readouterr().err
 
 
-def test_help_lists_every_option(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        next_word.main(["--help"])
-    assert exit_info.value.code == 0
-    text = capsys.readouterr().out
-    for name in next_word.Config.__dataclass_fields__:
-        assert "--" + name.replace("_", "-") in text
-
-
 @pytest.mark.parametrize(
     "argv, named",
     [(["--vocab-size", "0"], "`vocab-size`"), (["--cell", "cnn"], "`cell`"),

@@ -108,15 +108,6 @@ def test_unigram_baseline_and_scores_against_hand_counts():
     }  # fmt: skip
 
 
-def test_help_lists_every_option(capsys):
-    with pytest.raises(SystemExit) as info:
-        pos_tagging.main(["--help"])
-    assert info.value.code == 0
-    text = capsys.readouterr().out
-    for field in dataclasses.fields(pos_tagging.Config):
-        assert "--" + field.name.replace("_", "-") in text
-
-
 @pytest.mark.parametrize(
     "argv, named",
     [(["--steps", "0"], "steps"), (["--test-fraction", "1.5"], "test-fraction"),

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments.common import finish, option, parse_config, positive
+from experiments.common import finish, option, parse_config, positive, start_fresh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,3 +72,14 @@ def test_an_alias_sets_the_same_option(tmp_path):
 def test_an_alias_must_be_a_long_flag():
     with pytest.raises(ValueError, match="aliases"):
         option(1, "x", aliases=("-T",))
+
+
+def test_start_fresh_removes_only_the_previous_training_log_and_checkpoints(tmp_path):
+    for name in ("metrics.jsonl", "metrics.png", "config.json", "samples.txt"):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint_000000010.json").write_text("{}")
+    start_fresh(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "samples.txt"]
+    start_fresh(tmp_path)  # nothing to remove: fine
+    start_fresh(str(tmp_path / "missing"))  # no directory (a str path): nothing to do
