@@ -153,31 +153,38 @@ class Config:
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self):
-        positive(self, "hidden_size", "batch_size", "seq_len", "steps", "log_every")
-        positive(self, "eval_every", "eval_streams", "sample_length", "checkpoint_every")
+        check_training_options(self)
+        positive(self, "sample_length")
         if self.resume and not self.checkpoint:
             raise ValueError("`resume` needs checkpoints: drop `--no-checkpoint`")
-        if self.cell not in CELLS:
-            raise ValueError(f"`cell` must be one of {list(CELLS)}, got {self.cell!r}")
-        if self.batching not in BATCHINGS:
-            raise ValueError(f"`batching` must be one of {list(BATCHINGS)}, got {self.batching!r}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"`val-fraction` must lie in (0, 1), got {self.val_fraction!r}")
-        if not 0.0 < self.final_lr_fraction <= 1.0:
-            raise ValueError(
-                f"`final-lr-fraction` must lie in (0, 1], got {self.final_lr_fraction!r}"
-            )
-        for name in ("learning_rate", "clip_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"`{name.replace('_', '-')}` must be > 0, got {getattr(self, name)!r}"
-                )
         if not self.temperatures or not all(t > 0 for t in self.temperatures):
             raise ValueError(f"`temperatures` must be positive numbers, got {self.temperatures!r}")
         if not self.sample_prompt:
             raise ValueError("`sample-prompt` must be at least one character")
-        if self.data is not None and not os.path.isfile(self.data):
-            raise ValueError(f"`data`: no text file at {self.data!r}")
+
+
+def check_training_options(config) -> None:
+    """The checks of the options a language experiment (this one, ``next_word``)
+    trains with: sizes, cell, batching, held-out fraction, learning rate, the text file."""
+    positive(config, "hidden_size", "batch_size", "seq_len", "steps", "log_every")
+    positive(config, "eval_every", "eval_streams", "checkpoint_every")
+    if config.cell not in CELLS:
+        raise ValueError(f"`cell` must be one of {list(CELLS)}, got {config.cell!r}")
+    if config.batching not in BATCHINGS:
+        raise ValueError(f"`batching` must be one of {list(BATCHINGS)}, got {config.batching!r}")
+    if not 0.0 < config.val_fraction < 1.0:
+        raise ValueError(f"`val-fraction` must lie in (0, 1), got {config.val_fraction!r}")
+    if not 0.0 < config.final_lr_fraction <= 1.0:
+        raise ValueError(
+            f"`final-lr-fraction` must lie in (0, 1], got {config.final_lr_fraction!r}"
+        )
+    for name in ("learning_rate", "clip_norm"):
+        if not getattr(config, name) > 0:
+            raise ValueError(
+                f"`{name.replace('_', '-')}` must be > 0, got {getattr(config, name)!r}"
+            )
+    if config.data is not None and not os.path.isfile(config.data):
+        raise ValueError(f"`data`: no text file at {config.data!r}")
 
 
 def override(name: str, default):

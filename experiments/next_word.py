@@ -82,7 +82,13 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.char_lm import load_text, optimizer_and_schedule, train, training_data
+from experiments.char_lm import (
+    check_training_options,
+    load_text,
+    optimizer_and_schedule,
+    train,
+    training_data,
+)
 from experiments.common import finish, new_figure, option, parse_config, positive
 from rnnjax.data import train_val_split, unigram_bits_per_char
 from rnnjax.data.word_batches import UNK, WordVocab
@@ -141,28 +147,10 @@ class Config:
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self):
-        positive(self, "vocab_size", "embed_size", "hidden_size", "batch_size", "seq_len")
-        positive(self, "steps", "log_every", "eval_every", "eval_streams", "top_k")
-        positive(self, "checkpoint_every")
+        check_training_options(self)
+        positive(self, "vocab_size", "embed_size", "top_k")
         if self.resume and (not self.checkpoint or self.load is not None):
             raise ValueError("`resume` needs checkpoints and a training run (not --load)")
-        if self.cell not in CELLS:
-            raise ValueError(f"`cell` must be one of {list(CELLS)}, got {self.cell!r}")
-        if self.batching not in ("streams", "windows"):
-            raise ValueError(f"`batching` must be 'streams' or 'windows', got {self.batching!r}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"`val-fraction` must lie in (0, 1), got {self.val_fraction!r}")
-        if not 0.0 < self.final_lr_fraction <= 1.0:
-            raise ValueError(
-                f"`final-lr-fraction` must lie in (0, 1], got {self.final_lr_fraction!r}"
-            )
-        for name in ("learning_rate", "clip_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"`{name.replace('_', '-')}` must be > 0, got {getattr(self, name)!r}"
-                )
-        if self.data is not None and not os.path.isfile(self.data):
-            raise ValueError(f"`data`: no text file at {self.data!r}")
         if self.load is not None and not os.path.isfile(os.path.join(self.load, VOCAB_FILE)):
             raise ValueError(
                 f"`load`: {self.load!r} is not a run directory of {PROG} (no {VOCAB_FILE})"
