@@ -231,8 +231,9 @@ def _resume(run_dir, checkpoint_dir, metrics_path, template, config, ignores: fr
             "did the run set `checkpoint_every`?"
         )
     restored = restore_checkpoint(latest, template)
-    if _without(restored.config, ignores) != _without(config, ignores):
-        saved, given = _without(restored.config, ignores) or {}, _without(config, ignores) or {}
+    saved, given = _without(restored.config, ignores), _without(config, ignores)
+    if saved != given:
+        saved, given = saved or {}, given or {}
         changed = sorted(k for k in set(saved) | set(given) if saved.get(k) != given.get(k))
         raise ValueError(
             f"`config` differs from the one the run was checkpointed with, in {changed}; "
