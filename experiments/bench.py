@@ -67,7 +67,13 @@ Method:
   in use before one call; on CPU, the growth of the process's peak resident set
   over one call (the peak is reset first via ``/proc/self/clear_refs`` where
   allowed), which misses memory the allocator reuses. ``xla_temp_bytes`` is
-  XLA's own planned scratch size for the compiled program, exact.
+  XLA's own planned scratch size for the compiled program, exact;
+- page faults (``minor_faults_per_call``, median over the timed calls; Unix): the
+  process's minor page faults during one call, i.e. pages of freshly mapped
+  memory touched for the first time, at roughly a microsecond each. On Linux,
+  glibc maps allocations above 32 MiB anew on every call, so this counts the
+  call's large scratch and output buffers: part of every implementation's time
+  that the allocator, not the kernel code, decides.
 """
 
 from __future__ import annotations
@@ -238,12 +244,15 @@ def bench_workload(config: str, w: bi.Workload, impls, cfg: BenchConfig, skipped
         for _ in range(cfg.warmup):
             prepared.call()
     times = {name: [] for name in ready}
+    faults = {name: [] for name in ready}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for _ in range(cfg.repeats):
             for name, prepared in ready.items():
-                times[name].append(bi.timed(prepared.call))
+                seconds, n_faults = bi.timed(prepared.call)
+                times[name].append(seconds)
+                faults[name].append(n_faults)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -264,13 +273,18 @@ def bench_workload(config: str, w: bi.Workload, impls, cfg: BenchConfig, skipped
             gflops=gflops, matmul_peak_gflops=big, small_matmul_gflops=small,
             torch_matmul_gflops=torch_big, torch_small_matmul_gflops=torch_small,
             frac_of_matmul_peak=gflops / big, compile_s=prepared.compile_s,
-            xla_temp_bytes=prepared.xla_temp_bytes, device=prepared.device, **info[name],
+            xla_temp_bytes=prepared.xla_temp_bytes, device=prepared.device,
+            minor_faults_per_call=_median_count(faults[name]), **info[name],
         ))
     medians = {r["impl"]: r["median_s"] for r in rows}
     for r in rows:
         for ref in ("torch", "flax"):
             r[f"ratio_to_{ref}"] = r["median_s"] / medians[ref] if ref in medians else None
     return rows
+
+
+def _median_count(counts: list) -> int | None:
+    return None if not counts or None in counts else int(np.median(counts))
 
 
 # -- metadata and reports ---------------------------------------------------------
@@ -300,6 +314,7 @@ def run_metadata(cfg: BenchConfig) -> dict:
         torch_device=bi.torch_device_string() if torch is not None else None,
         versions={pkg: version(pkg) for pkg in packages},
         xla_flags=os.environ.get("XLA_FLAGS"),
+        glibc_tunables=os.environ.get("GLIBC_TUNABLES"),  # e.g. glibc.malloc.hugetlb=1
         options=dataclasses.asdict(cfg),
         flop_convention="matmul FLOPs only: forward 2*B*T*G*H*(I+H); "
         "fwd_bwd and train_step 3x forward",
@@ -314,7 +329,7 @@ def _fmt(value, spec, scale=1.0):
 
 TABLE_HEAD = (
     "| cell | mode | impl | median ms | p10–p90 ms | µs/step | GFLOP/s | % matmul peak "
-    "| ×torch | ×flax | compile s | peak MiB |\n" + "|---" * 12 + "|"
+    "| ×torch | ×flax | compile s | peak MiB | page faults |\n" + "|---" * 13 + "|"
 )
 
 
@@ -325,7 +340,7 @@ def table_row(r: dict) -> str:
         _fmt(r["us_per_step"], ".1f"), _fmt(r["gflops"], ".2f"),
         _fmt(r["frac_of_matmul_peak"], ".1%"), _fmt(r["ratio_to_torch"], ".2f"),
         _fmt(r["ratio_to_flax"], ".2f"), _fmt(r["compile_s"], ".2f"),
-        _fmt(r["peak_mem_bytes"], ".1f", 2**-20),
+        _fmt(r["peak_mem_bytes"], ".1f", 2**-20), _fmt(r.get("minor_faults_per_call"), ".0f"),
     ]  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 
@@ -344,6 +359,9 @@ def write_markdown(rows, meta, path: Path) -> None:
         + meta["matmul_peak_note"] + ". Memory is approximate "
         "(see the docstring of `experiments/bench.py`).",
     ]  # fmt: skip
+    settings = {"XLA_FLAGS": meta.get("xla_flags"), "GLIBC_TUNABLES": meta.get("glibc_tunables")}
+    if any(settings.values()):
+        lines += ["", "Environment: " + ", ".join(f"`{k}={v}`" for k, v in settings.items() if v) + "."]
     for config in dict.fromkeys(r["config"] for r in rows):
         group = [r for r in rows if r["config"] == config]
         r0 = group[0]

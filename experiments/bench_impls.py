@@ -102,6 +102,7 @@ class Prepared:
     backend: str  # "jax" | "torch": selects the memory measurement
     device: str
     xla_temp_bytes: int | None = None  # XLA's planned scratch memory (jax only)
+    hlo_text: Callable[[], str] | None = None  # the optimised HLO of the compiled call (jax only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +169,7 @@ def jax_prepared(w: Workload, data: Data, init, apply) -> Prepared:
         def call():
             return jax.block_until_ready(compiled(*args))
 
-    return Prepared(call, compile_s, "jax", jax_device_string(), temp)
+    return Prepared(call, compile_s, "jax", jax_device_string(), temp, compiled.as_text)
 
 
 def rnnjax_builder(unroll_fn=None, cell_kwargs=None, **unroll_kwargs):
@@ -319,11 +320,31 @@ for _k in (2, 4, 8):
 # -- measurement helpers (used by experiments.bench) ------------------------------
 
 
-def timed(fn) -> float:
-    """Wall-clock seconds of one ``fn()`` (which must block until its results exist)."""
+def minor_faults() -> int | None:
+    """The process's minor page faults so far (all threads), or None where the
+    ``resource`` module is missing (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed(fn) -> tuple[float, int | None]:
+    """Wall-clock seconds of one ``fn()`` (which must block until its results exist),
+    and the minor page faults the process took meanwhile (None where not counted).
+
+    The faults are the first touches of freshly mapped memory: on Linux, glibc
+    maps every allocation above its mmap threshold (at most 32 MiB) anew each time,
+    so a call whose scratch memory is one large block (XLA's CPU executables)
+    touches every page of it afresh, at about a microsecond a page.
+    """
+    f0 = minor_faults()
     t0 = time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    f1 = minor_faults()
+    return seconds, None if f0 is None else f1 - f0
 
 
 MATMUL_GFLOPS: dict[tuple[int, int, int], float] = {}  # (m, k, n) -> measured GFLOP/s
@@ -340,7 +361,7 @@ def matmul_gflops(m: int, k: int, n: int, repeats: int = 10) -> float:
         call = lambda: jax.block_until_ready(f(a, b))
         for _ in range(3):
             call()
-        median = float(np.median([timed(call) for _ in range(repeats)]))
+        median = float(np.median([timed(call)[0] for _ in range(repeats)]))
         MATMUL_GFLOPS[m, k, n] = 2 * m * k * n / median / 1e9
     return MATMUL_GFLOPS[m, k, n]
 
@@ -369,7 +390,7 @@ def torch_matmul_gflops(m: int, k: int, n: int, repeats: int = 10) -> float | No
         with torch.no_grad():
             for _ in range(3):
                 call()
-            median = float(np.median([timed(call) for _ in range(repeats)]))
+            median = float(np.median([timed(call)[0] for _ in range(repeats)]))
         TORCH_MATMUL_GFLOPS[m, k, n] = 2 * m * k * n / median / 1e9
     return TORCH_MATMUL_GFLOPS[m, k, n]
 

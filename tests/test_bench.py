@@ -103,6 +103,36 @@ def test_markdown_table_plot_and_metadata_are_written(run):
     assert meta["skipped"] == []  # nothing requested was skipped
 
 
+@pytest.mark.skipif(bi.minor_faults() is None, reason="no resource module (not Unix)")
+def test_timed_counts_the_page_faults_of_memory_touched_for_the_first_time():
+    # 64 MiB: above glibc's largest mmap threshold, so freshly mapped on every call,
+    # and bytearray zero-fills it, touching each of its 16,384 pages once. (Not a
+    # NumPy array: NumPy asks for huge pages on large arrays, 2 MiB a fault.)
+    pages = 64 * 2**20 // 4096
+    seconds, faults = bi.timed(lambda: bytearray(pages * 4096))
+    assert seconds > 0 and faults >= 0.9 * pages
+    _, faults_idle = bi.timed(lambda: None)
+    assert faults_idle < 0.01 * pages
+
+
+def test_rows_report_the_median_page_faults_of_a_call(run):
+    rows, out = run
+    for r in rows:
+        assert isinstance(r["minor_faults_per_call"], int) and r["minor_faults_per_call"] >= 0
+        assert f"| {r['minor_faults_per_call']} |" in (out / "results.md").read_text()
+
+
+def test_markdown_names_the_allocator_and_xla_settings_of_the_run_when_set(run, tmp_path):
+    rows, out = run
+    meta = json.loads((out / "meta.json").read_text())
+    assert "glibc_tunables" in meta and "xla_flags" in meta
+    bench.write_markdown(rows, {**meta, "xla_flags": None, "glibc_tunables": None}, tmp_path / "a.md")
+    assert "Environment:" not in (tmp_path / "a.md").read_text()
+    meta["glibc_tunables"] = "glibc.malloc.hugetlb=1"
+    bench.write_markdown(rows, meta, tmp_path / "b.md")
+    assert "`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`" in (tmp_path / "b.md").read_text()
+
+
 def test_unknown_impl_is_refused_with_the_registered_names():
     with pytest.raises(SystemExit):
         bench.parse_args(["--impls", "rnnjax,nonesuch"])
