@@ -39,18 +39,6 @@ def test_a_tiny_run_writes_config_metrics_and_the_mse_figure(tmp_path):
     assert rates[0] == pytest.approx(0.005) and rates[-1] < rates[0]  # the cosine decay
 
 
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--cells", "lstmx"], "`cells`"), (["--lengths", "1"], "`lengths`"),
-     (["--learning-rate", "0"], "`learning-rate`"), (["--eval-every", "0"], "`eval-every`")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        adding.main([*argv, "--out", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert named in capsys.readouterr().err
-
-
 def test_the_mse_is_that_of_the_readout_after_the_last_step():
     """The model's MSE against one computed by stepping the cell in a Python loop."""
     model = Adder(adding.CELLS["irnn"](4), impl="auto")  # the tiny run's (the same for every cell)

@@ -66,15 +66,3 @@ def test_accuracy_counts_the_steps_whose_argmax_is_the_next_letter():
     assert alphabet.accuracy(probs, sequence) == 1.0
     probs[:5] = np.roll(probs[:5], 1, axis=-1)
     assert alphabet.accuracy(probs, sequence) == pytest.approx(20 / 25)
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--start", "Z"], "start"), (["--start", "f"], "start"), (["--cell", "tcn"], "cell"),
-     (["--steps", "0"], "steps"), (["--reverse-start", "A"], "reverse-start")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        alphabet.main([*argv, "--out", str(tmp_path)])
-    assert info.value.code == 2
-    assert named in capsys.readouterr().err

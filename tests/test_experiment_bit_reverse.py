@@ -6,7 +6,6 @@ import math
 
 import jax
 import numpy as np
-import pytest
 
 from experiments import bit_reverse
 from experiments.bit_reverse import PROBLEMS, BitNet, Config, every_input, make_batch
@@ -38,18 +37,6 @@ def test_a_tiny_run_writes_config_metrics_and_figures(tmp_path):
     assert 0.0 <= metrics["p4_feedback_teacher_forced_bit_accuracy"] <= 1.0
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == PNG
     assert metrics["seconds"] > 0
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--problems", "p5"], "`problems`"), (["--first-output", "one"], "`first-output`"),
-     (["--steps", "0"], "`steps`"), (["--pad-value", "1"], "`pad-value`")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        bit_reverse.main([*argv, "--out", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert named in capsys.readouterr().err
 
 
 def test_test_sets_hold_every_possible_input_once_with_the_notes_targets():

@@ -110,15 +110,3 @@ def test_nmse_of_the_mean_is_one_and_of_the_target_is_zero():
     f = clockwork.target("paper")
     assert float(clockwork.nmse(np.full_like(f, f.mean()), f)) == pytest.approx(1.0)
     assert float(clockwork.nmse(f, f)) == 0.0
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--targets", "music"], "targets"), (["--models", "gru"], "models"),
-     (["--cw-periods", "1", "2"], "cw-periods"), (["--seeds", "0"], "seeds")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        clockwork.main([*argv, "--out", str(tmp_path)])
-    assert info.value.code == 2
-    assert named in capsys.readouterr().err

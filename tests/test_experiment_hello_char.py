@@ -86,15 +86,3 @@ def test_help_lists_the_options(capsys):
     text = capsys.readouterr().out
     for option in ("--cell", "--word", "--hidden-size", "--steps", "--learning-rate", "--out"):
         assert option in text
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--cell", "elman"], "`cell`"), (["--hidden-size", "0"], "`hidden-size`"),
-     (["--word", "h"], "`word`"), (["--steps", "x"], "--steps")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        hello_char.main([*argv, "--out", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert named in capsys.readouterr().err

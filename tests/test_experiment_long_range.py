@@ -7,7 +7,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import rnnjax
 from experiments import long_range
@@ -31,18 +30,6 @@ def test_a_tiny_run_writes_config_metrics_and_the_accuracy_figure(tmp_path):
     assert math.isfinite(metrics["lstm_k3_loss"]) and metrics["lstm_k3_loss"] > 0
     assert (tmp_path / "lstm_k3" / "metrics.png").read_bytes()[:8] == PNG
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == PNG
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--cells", "transformer"], "`cells`"), (["--distances", "0"], "`distances`"),
-     (["--num-cues", "1"], "`num-cues`"), (["--impl", "cudnn"], "`impl`")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        long_range.main([*argv, "--out", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert named in capsys.readouterr().err
 
 
 def test_the_model_answers_from_the_state_after_the_query():

@@ -183,18 +183,6 @@ def test_out_equal_to_load_is_refused(trained, capsys):
     assert "`--out` must differ from `--load`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--vocab-size", "0"], "`vocab-size`"), (["--cell", "cnn"], "`cell`"),
-     (["--load", "/nonexistent/run"], "`load`"), (["--top-k", "x"], "--top-k")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        next_word.main([*argv, "--out", str(tmp_path / "run")])
-    assert exit_info.value.code == 2
-    assert named in capsys.readouterr().err
-
-
 def test_resume_continues_an_interrupted_run_exactly(tmp_path):
     corpus = tmp_path / "pets.txt"
     corpus.write_text(TEXT)

@@ -106,15 +106,3 @@ def test_unigram_baseline_and_scores_against_hand_counts():
     assert pos_tagging.scores(test, predicted, {"book"}) == {
         "token": 0.75, "ambiguous": 0.5, "ambiguous_first": 0.0, "sentence": 0.5,
     }  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--steps", "0"], "steps"), (["--test-fraction", "1.5"], "test-fraction"),
-     (["--learning-rate", "0"], "learning-rate"), (["--min-count", "x"], "--min-count")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        pos_tagging.main([*argv, "--out", str(tmp_path)])
-    assert info.value.code == 2
-    assert named in capsys.readouterr().err

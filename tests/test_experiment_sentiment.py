@@ -86,21 +86,3 @@ def test_the_kinds_partition_the_held_out_set():
         assert sensitive == grammar.order_sensitive(s)
         assert with_not == (not sensitive and "not" in s)
     assert split.labels.tolist() == [grammar.label(s) for s in test]
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [
-        (["--steps", "0"], "steps"),
-        (["--cell", "transformer"], "cell"),
-        (["--bow-learning-rate", "-1"], "bow-learning-rate"),
-        (["--examples", "they are hungry"], "examples"),
-        (["--test-size", "60000"], "test-size"),
-        (["--hidden-size", "many"], "--hidden-size"),
-    ],
-)
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        sentiment.main([*argv, "--out", str(tmp_path)])
-    assert info.value.code == 2
-    assert named in capsys.readouterr().err

@@ -5,7 +5,6 @@ import datetime
 import json
 
 import numpy as np
-import pytest
 
 from experiments import translation
 from rnnjax.data.dates import FORMAT_NAMES
@@ -60,15 +59,3 @@ def test_the_longest_source_fits_and_held_out_dates_are_unseen():
 def test_decode_text_stops_at_the_end_token():
     ids = [translation.TGT.chars.index(c) for c in "2001-"] + [translation.END, 3, 3]
     assert translation.decode_text(ids) == "2001-"
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--steps", "0"], "steps"), (["--encoder", "gru"], "encoder"),
-     (["--beam-width", "0"], "beam-width"), (["--test-dates", "20000"], "test-dates")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        translation.main([*argv, "--out", str(tmp_path)])
-    assert info.value.code == 2
-    assert named in capsys.readouterr().err

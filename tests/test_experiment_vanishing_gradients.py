@@ -74,16 +74,3 @@ def test_per_step_factor_recovers_the_ratio_of_a_geometric_sequence():
     underflowed = np.where(k < 5, 0.0, 0.5 ** (19 - k))  # only the trailing run counts
     assert vg.per_step_factor(underflowed) == pytest.approx(0.5, rel=1e-12)
     assert math.isnan(vg.per_step_factor(np.array([0.0, 0.0, 1.0])))
-
-
-@pytest.mark.parametrize(
-    "argv, named",
-    [(["--steps", "0"], "steps"), (["--radii", "0.5", "-1"], "radii"),
-     (["--momentum", "1.0"], "momentum"), (["--train-rho", "x"], "--train-rho"),
-     (["--parts", "flow", "plots"], "parts")],
-)  # fmt: skip
-def test_a_bad_option_is_a_usage_error_naming_it(argv, named, tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        vg.main([*argv, "--out", str(tmp_path)])
-    assert info.value.code == 2
-    assert named in capsys.readouterr().err
