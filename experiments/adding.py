@@ -69,6 +69,7 @@ from experiments.common import (
     option,
     parse_config,
     positive,
+    positive_number,
     runs_root,
     start_fresh,
 )
@@ -110,8 +111,7 @@ class Config:
             isinstance(t, bool) or not isinstance(t, int) or t < 2 for t in self.lengths
         ):
             raise ValueError(f"`lengths` must be integers >= 2, got {self.lengths}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning-rate` must be > 0, got {self.learning_rate!r}")
+        positive_number(self, "learning_rate")
         if self.impl not in ("scan", "fused", "auto"):
             raise ValueError(f"`impl` must be 'scan', 'fused' or 'auto', got {self.impl!r}")
 

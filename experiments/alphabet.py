@@ -68,7 +68,15 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
+from experiments.common import (
+    finish,
+    new_figure,
+    option,
+    parse_config,
+    positive,
+    positive_number,
+    start_fresh,
+)
 from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
 
 PROG = "python -m experiments.alphabet"
@@ -96,11 +104,7 @@ class Config:
         positive(self, "hidden_size", "batch_size", "steps")
         if self.cell not in CELLS:
             raise ValueError(f"`cell` must be one of {list(CELLS)}, got {self.cell!r}")
-        for name in ("learning_rate", "clip_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"`{name.replace('_', '-')}` must be > 0, got {getattr(self, name)!r}"
-                )
+        positive_number(self, "learning_rate", "clip_norm")
         for name, bad_end in (("start", "Z"), ("reverse_start", "A")):
             letter = getattr(self, name)
             if len(letter) != 1 or letter not in LETTERS or letter == bad_end:

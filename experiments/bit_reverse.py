@@ -95,6 +95,7 @@ from experiments.common import (
     option,
     parse_config,
     positive,
+    positive_number,
     runs_root,
     start_fresh,
 )
@@ -132,8 +133,7 @@ class Config:
         unknown = sorted(set(self.problems) - set(PROBLEMS))
         if unknown or not self.problems:
             raise ValueError(f"`problems` must be some of {list(PROBLEMS)}, got {self.problems}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning-rate` must be > 0, got {self.learning_rate!r}")
+        positive_number(self, "learning_rate")
         if self.pad_value in (0.0, 1.0):
             raise ValueError(f"`pad-value` must differ from the bits 0 and 1, got {self.pad_value}")
         if self.first_output not in FIRST_OUTPUTS:

@@ -79,7 +79,15 @@ import jax
 import numpy as np
 import optax
 
-from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
+from experiments.common import (
+    finish,
+    new_figure,
+    option,
+    parse_config,
+    positive,
+    positive_number,
+    start_fresh,
+)
 from rnnjax.data import (
     CharVocab,
     pydoc_corpus,
@@ -178,11 +186,7 @@ def check_training_options(config) -> None:
         raise ValueError(
             f"`final-lr-fraction` must lie in (0, 1], got {config.final_lr_fraction!r}"
         )
-    for name in ("learning_rate", "clip_norm"):
-        if not getattr(config, name) > 0:
-            raise ValueError(
-                f"`{name.replace('_', '-')}` must be > 0, got {getattr(config, name)!r}"
-            )
+    positive_number(config, "learning_rate", "clip_norm")
     if config.data is not None and not os.path.isfile(config.data):
         raise ValueError(f"`data`: no text file at {config.data!r}")
 

@@ -87,7 +87,15 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
+from experiments.common import (
+    finish,
+    new_figure,
+    option,
+    parse_config,
+    positive,
+    positive_number,
+    start_fresh,
+)
 from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
 
 PROG = "python -m experiments.clockwork"
@@ -136,11 +144,7 @@ class Config:
             )
         if any(n < 1 for n in self.cw_module_sizes) or any(p < 1 for p in self.cw_periods):
             raise ValueError("`cw-module-sizes` and `cw-periods` must be positive integers")
-        for name in ("rnn_lr", "lstm_lr", "cw_lr", "clip_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"`{name.replace('_', '-')}` must be > 0, got {getattr(self, name)!r}"
-                )
+        positive_number(self, "rnn_lr", "lstm_lr", "cw_lr", "clip_norm")
         if not 0 < self.final_lr_fraction <= 1:
             raise ValueError(
                 f"`final-lr-fraction` must lie in (0, 1], got {self.final_lr_fraction!r}"

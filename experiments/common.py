@@ -95,6 +95,14 @@ def positive(config, *names: str) -> None:
             raise ValueError(f"`{name.replace('_', '-')}` must be a positive integer, got {value!r}")
 
 
+def positive_number(config, *names: str) -> None:
+    """Raise ``ValueError`` naming the first field of ``names`` that is not > 0 (NaN included)."""
+    for name in names:
+        value = getattr(config, name)
+        if not value > 0:
+            raise ValueError(f"`{name.replace('_', '-')}` must be > 0, got {value!r}")
+
+
 def _plain(value):
     """JSON-ready: NumPy and JAX scalars and arrays become Python numbers and lists."""
     if isinstance(value, dict):

@@ -58,7 +58,15 @@ import jax
 import numpy as np
 import optax
 
-from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
+from experiments.common import (
+    finish,
+    new_figure,
+    option,
+    parse_config,
+    positive,
+    positive_number,
+    start_fresh,
+)
 from rnnjax.language_model import CELLS, token_language_model, window_loss
 from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
 
@@ -84,11 +92,7 @@ class Config:
             raise ValueError(f"`cell` must be one of {list(CELLS)}, got {self.cell!r}")
         if len(self.word) < 2:
             raise ValueError(f"`word` must have at least 2 characters, got {self.word!r}")
-        for name in ("learning_rate", "clip_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"`{name.replace('_', '-')}` must be > 0, got {getattr(self, name)!r}"
-                )
+        positive_number(self, "learning_rate", "clip_norm")
 
 
 def vocabulary(word: str) -> str:

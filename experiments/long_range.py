@@ -80,6 +80,7 @@ from experiments.common import (
     option,
     parse_config,
     positive,
+    positive_number,
     runs_root,
     start_fresh,
 )
@@ -133,8 +134,7 @@ class Config:
             raise ValueError(f"`distances` must be positive integers, got {self.distances}")
         if self.num_cues < 2:
             raise ValueError(f"`num-cues` must be at least 2, got {self.num_cues}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning-rate` must be > 0, got {self.learning_rate!r}")
+        positive_number(self, "learning_rate")
         if self.impl not in ("scan", "fused", "auto"):
             raise ValueError(f"`impl` must be 'scan', 'fused' or 'auto', got {self.impl!r}")
 

@@ -77,7 +77,7 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive
+from experiments.common import finish, new_figure, option, parse_config, positive, positive_number
 from rnnjax.data.conllu import TaggedSentence, read_conllu
 from rnnjax.data.pos_grammar import generate_tagged
 from rnnjax.data.word_batches import WordVocab, pad_batch
@@ -122,8 +122,7 @@ class Config:
                  "batch_size", "steps", "eval_every")  # fmt: skip
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"`test-fraction` must lie in (0, 1), got {self.test_fraction!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning-rate` must be > 0, got {self.learning_rate!r}")
+        positive_number(self, "learning_rate")
 
 
 # -- data ----------------------------------------------------------------------------

@@ -84,7 +84,7 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive
+from experiments.common import finish, new_figure, option, parse_config, positive, positive_number
 from rnnjax.data.sentiment import NOT, SentimentGrammar
 from rnnjax.data.word_batches import WordVocab, pad_batch
 from rnnjax.train import fit, init_train_state, make_train_step, read_metrics, token_counts
@@ -134,11 +134,7 @@ class Config:
             )
         if self.cell not in CELLS:
             raise ValueError(f"`cell` must be one of {sorted(CELLS)}, got {self.cell!r}")
-        for name in ("learning_rate", "bow_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"`{name.replace('_', '-')}` must be > 0, got {getattr(self, name)!r}"
-                )
+        positive_number(self, "learning_rate", "bow_learning_rate")
         grammar = SentimentGrammar()
         for sentence in self.examples:
             try:

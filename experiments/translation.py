@@ -69,7 +69,7 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive
+from experiments.common import finish, new_figure, option, parse_config, positive, positive_number
 from rnnjax.data.dates import (
     FIRST_DATE,
     FORMAT_NAMES,
@@ -114,8 +114,7 @@ class Config:
                  "batch_size", "steps", "eval_every", "beam_width")  # fmt: skip
         if self.encoder not in ("bilstm", "lstm"):
             raise ValueError(f"`encoder` must be 'bilstm' or 'lstm', got {self.encoder!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning-rate` must be > 0, got {self.learning_rate!r}")
+        positive_number(self, "learning_rate")
         if self.show < 0:
             raise ValueError(f"`show` must be >= 0, got {self.show!r}")
         if self.test_dates > 10_000:

@@ -102,7 +102,15 @@ import numpy as np
 import optax
 
 import rnnjax
-from experiments.common import finish, new_figure, option, parse_config, positive, start_fresh
+from experiments.common import (
+    finish,
+    new_figure,
+    option,
+    parse_config,
+    positive,
+    positive_number,
+    start_fresh,
+)
 from rnnjax.data import CharVocab, pydoc_corpus, random_windows, unigram_bits_per_char
 from rnnjax.diagnostics import gradient_norms_through_time, scale_spectral_radius
 from rnnjax.train import NonFiniteError, fit, init_train_state, make_train_step, read_metrics
@@ -145,12 +153,9 @@ class Config:
                  "train_hidden_size", "seq_len", "train_batch_size", "steps")  # fmt: skip
         if not self.radii or not all(r > 0 for r in self.radii):
             raise ValueError(f"`radii` must be positive numbers, got {self.radii!r}")
-        for name in ("small_input_scale", "input_scale", "train_rho", "learning_rate",
-                     "max_grad_norm"):  # fmt: skip
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"`{name.replace('_', '-')}` must be > 0, got {getattr(self, name)!r}"
-                )
+        positive_number(
+            self, "small_input_scale", "input_scale", "train_rho", "learning_rate", "max_grad_norm",
+        )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"`momentum` must lie in [0, 1), got {self.momentum!r}")
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments.common import finish, option, parse_config, positive, start_fresh
+from experiments.common import finish, option, parse_config, positive, positive_number, start_fresh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,3 +83,11 @@ def test_start_fresh_removes_only_the_previous_training_log_and_checkpoints(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "samples.txt"]
     start_fresh(tmp_path)  # nothing to remove: fine
     start_fresh(str(tmp_path / "missing"))  # no directory (a str path): nothing to do
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan")])
+def test_positive_number_names_the_first_field_that_is_not_above_zero(bad):
+    Rates = dataclasses.make_dataclass("Rates", [("learning_rate", float), ("clip_norm", float)])
+    positive_number(Rates(1e-3, 1.0), "learning_rate", "clip_norm")  # no error
+    with pytest.raises(ValueError, match=r"`clip-norm` must be > 0, got"):
+        positive_number(Rates(1e-3, bad), "learning_rate", "clip_norm")
