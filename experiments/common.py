@@ -5,11 +5,16 @@ whose fields (declared with :func:`option`) are its command-line options, a
 ``main(argv=None) -> dict`` that trains with ``rnnjax.train`` and returns the
 final metrics, and a run directory ``--out DIR`` holding::
 
-    config.json      the config, as run
-    metrics.json     the final metrics, flat JSON (what main returns)
-    metrics.jsonl    the training log (rnnjax.train.fit), where it trains
-    *.png            figures
-    checkpoints/     where it checkpoints
+    config.json      the config, as run                     (rnnjax.train.fit)
+    metrics.jsonl    the training log                       (rnnjax.train.fit)
+    checkpoints/     the trained state with its config       (rnnjax.train.fit)
+    metrics.json     the final metrics, flat JSON (what main returns)   (finish)
+    *.png            figures                                (the experiment)
+
+Each file has one writer. :func:`rnnjax.train.fit` owns the training files of
+its run directory (``overwrite=True`` replaces a previous run's); an experiment
+that trains several models gives each fit a subdirectory and writes its own
+top-level ``config.json`` with :func:`finish` (``config=``).
 
 Usage::
 
@@ -21,6 +26,7 @@ Usage::
     def main(argv=None) -> dict:
         config, run = parse_config(Config, argv, prog="python -m experiments.mine",
                                    description="...", default_out="runs/mine")
+        result = fit(..., run_dir=run, config=config, overwrite=True)
         ...
         return finish(run, metrics)
 """
@@ -31,7 +37,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import types
 import typing
 from pathlib import Path
@@ -67,7 +72,8 @@ def parse_config(cls, argv=None, *, prog: str, description: str, default_out: st
     frozen dataclass ``cls`` is an option ``--some-name`` of the field's type
     (``bool`` fields get ``--x/--no-x``, tuples take several values), plus
     ``--out DIR``. A ``ValueError`` from the config's ``__post_init__`` becomes a
-    usage error naming the option. ``config.json`` is written to the run directory."""
+    usage error naming the option. Nothing is written: the run directory's files
+    have their own writers (module docstring)."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -82,8 +88,6 @@ def parse_config(cls, argv=None, *, prog: str, description: str, default_out: st
         config = cls(**args)
     except (TypeError, ValueError) as e:
         parser.error(str(e))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", dataclasses.asdict(config))
     return config, out
 
 
@@ -114,28 +118,28 @@ def _plain(value):
     return value
 
 
-def start_fresh(run_dir) -> None:
-    """Remove a previous run's training log and checkpoints from ``run_dir``
-    (``rnnjax.train.fit`` refuses to start a fresh run over them), so that running
-    the same command again replaces its results."""
-    run_dir = Path(run_dir)
-    for name in ("metrics.jsonl", "metrics.png"):
-        (run_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-
-
 def write_json(path, data) -> None:
     """Write ``data`` as indented JSON (arrays and NumPy scalars converted)."""
     Path(path).write_text(json.dumps(_plain(data), indent=2) + "\n")
 
 
-def finish(run_dir, metrics: dict) -> dict:
+def finish(run_dir, metrics: dict, *, config=None) -> dict:
     """Write ``metrics.json`` (flat: values must be numbers, strings or lists) and
-    return the metrics as plain Python values."""
+    return the metrics as plain Python values.
+
+    ``config`` (the config dataclass) is written to ``config.json`` too, for an
+    experiment whose top-level directory is not itself a :func:`rnnjax.train.fit`
+    run directory (one that trains several models in subdirectories); where
+    ``fit`` ran in ``run_dir`` it wrote ``config.json`` already: leave ``config``
+    out.
+    """
     plain = _plain(metrics)
     nested = [k for k, v in plain.items() if isinstance(v, dict)]
     if nested:
         raise ValueError(f"metrics.json is flat: {nested} hold dicts; flatten them (a_b keys)")
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        write_json(Path(run_dir) / "config.json", dataclasses.asdict(config))
     write_json(Path(run_dir) / "metrics.json", plain)
     return plain
 

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 
 Array = jax.Array
 
@@ -85,8 +85,8 @@ def beam_search(
     """
     if not callable(step_fn):
         raise TypeError(f"`step_fn` must be callable as step_fn(carry, token), got {step_fn!r}")
-    beam_width = _checks.positive_int("beam_width", beam_width)
-    max_len = _checks.positive_int("max_len", max_len)
+    beam_width = checks.positive_int("beam_width", beam_width)
+    max_len = checks.positive_int("max_len", max_len)
     alpha = check_alpha(alpha)
     first_token = jnp.asarray(first_token)
     if not jnp.issubdtype(first_token.dtype, jnp.integer):
@@ -174,9 +174,11 @@ def beam_search(
         return a.reshape(*batch_shape, k, *a.shape[2:])
 
     return Beams(
-        tokens=unflat(tokens), scores=unflat(scores), log_probs=unflat(log_p),
+        tokens=unflat(tokens),
+        scores=unflat(scores),
+        log_probs=unflat(log_p),
         lengths=unflat(lengths),
-    )  # fmt: skip
+    )
 
 
 def check_alpha(alpha) -> float:

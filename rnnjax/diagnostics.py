@@ -43,9 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax.cells.base import Cell
-from rnnjax.unroll import unroll
+from rnnjax.timeloop import unroll
 
 Array = jax.Array
 
@@ -135,12 +135,12 @@ def gradients_through_time(
         )
     if not callable(loss_fn):
         raise TypeError(f"`loss_fn` must be callable as loss_fn(outputs, carry), got {loss_fn!r}")
-    _checks.floating_array("xs", xs)
+    checks.floating_array("xs", xs)
     if xs.ndim < 2:
         raise ValueError(
             f"`xs` must have at least 2 dimensions, (T, I) or (*B, T, I), got shape {tuple(xs.shape)}"
         )
-    _checks.feature_size("xs", xs, cell.input_size, "the cell's input_size")
+    checks.feature_size("xs", xs, cell.input_size, "the cell's input_size")
     dtype = cell.compute_dtype(params, xs.dtype)
     e = jnp.zeros((*xs.shape[:-1], cell.hidden_size), dtype)  # laid out like the outputs
     perturbed = _Perturbed(cell)
@@ -232,7 +232,7 @@ def scale_spectral_radius(params, rho: float):
 
 def _square_matrix(name: str, w) -> np.ndarray:
     """``w`` as a float64 NumPy ``(H, H)`` matrix, or an error naming ``name``."""
-    if not _checks.is_concrete(w):
+    if not checks.is_concrete(w):
         raise TypeError(f"`{name}` must be a concrete array (not traced under jit/grad)")
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or w.shape[0] != w.shape[1]:

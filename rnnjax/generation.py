@@ -48,15 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
-from rnnjax.token_model import (
-    TokenModel,
-    TokenModelParams,
-    _apply_layer,
-    _check_conditioned,
-    _check_tokens,
-    _check_vector,
-)
+from rnnjax import checks
+from rnnjax.token_model import TokenModel, TokenModelParams
 
 Array = jax.Array
 
@@ -100,7 +93,7 @@ def generate(
     Returns:
       ``Generated(tokens, carry)``: ``tokens`` ``(*B, S)`` int32 and the final carry.
     """
-    num_steps = _checks.positive_int("num_steps", num_steps)
+    num_steps = checks.positive_int("num_steps", num_steps)
     if not callable(step_fn):
         raise TypeError(f"`step_fn` must be callable as step_fn(carry, token), got {step_fn!r}")
     if not isinstance(greedy, bool):
@@ -182,7 +175,7 @@ def top_k_next(logits: Array, k: int) -> tuple[Array, Array]:
 def _check_temperature(temperature) -> None:
     if isinstance(temperature, bool):
         raise ValueError(f"`temperature` must be a positive number, got {temperature!r}")
-    if _checks.is_concrete(temperature) and not float(temperature) > 0:
+    if checks.is_concrete(temperature) and not float(temperature) > 0:
         raise ValueError(f"`temperature` must be > 0, got {temperature!r}")
 
 
@@ -215,7 +208,8 @@ def generate_from_prompt(
     """Continue each prompt of a right-padded batch by ``num_steps`` tokens.
 
     All but the last token of each prompt are read with one unroll (prompt
-    ``b`` over its first ``prompt_lengths[b] - 1`` tokens); :func:`generate` then
+    ``b`` over its first ``prompt_lengths[b] - 1`` tokens; the model's ``impl``,
+    ``"auto"`` by default); :func:`generate` then
     feeds each prompt's last token ``prompt[b, prompt_lengths[b] - 1]`` and goes on.
 
     Args:
@@ -230,17 +224,17 @@ def generate_from_prompt(
     Returns:
       ``Generated(tokens (*B, num_steps), carry)``.
     """
-    num_steps = _checks.positive_int("num_steps", num_steps)
+    num_steps = checks.positive_int("num_steps", num_steps)
     if not isinstance(model, TokenModel):
         raise TypeError(f"`model` must be a TokenModel, got {type(model).__name__}")
-    prompt = _check_tokens("prompt", prompt, model.vocab_size, min_ndim=1)
+    prompt = checks.token_ids("prompt", prompt, model.vocab_size, min_ndim=1)
     batch_shape, length = tuple(prompt.shape[:-1]), prompt.shape[-1]
     if length < 1:
         raise ValueError(f"`prompt` must hold at least one token, got shape {tuple(prompt.shape)}")
     if prompt_lengths is None:
         prompt_lengths = jnp.full(batch_shape, length, jnp.int32)
-    prompt_lengths = _checks.lengths_array("prompt_lengths", prompt_lengths, batch_shape, length)
-    if _checks.is_concrete(prompt_lengths) and prompt_lengths.size:
+    prompt_lengths = checks.lengths_array("prompt_lengths", prompt_lengths, batch_shape, length)
+    if checks.is_concrete(prompt_lengths) and prompt_lengths.size:
         shortest = int(np.asarray(prompt_lengths).min())
         if shortest < 1:
             raise ValueError(
@@ -249,16 +243,22 @@ def generate_from_prompt(
             )
     prompt_lengths = jnp.clip(prompt_lengths, 1, length)  # (traced values cannot be checked)
     if model.context_size:
-        _check_vector("context", context, batch_shape, model.context_size, "context_size")
-    read = _apply_layer(
-        model.cell, params.cell, model.inputs(params, prompt, context), carry,
-        lengths=prompt_lengths - 1,
-    )  # fmt: skip
+        checks.vector("context", context, batch_shape, model.context_size, "context_size")
+    read = model.read(
+        params, model.inputs(params, prompt, context), carry, lengths=prompt_lengths - 1
+    )
     last = jnp.take_along_axis(prompt, (prompt_lengths - 1)[..., None], axis=-1)[..., 0]
     return generate(
-        lambda c, token: model.step(params, c, token, context), read.carry, last, key,
-        num_steps, temperature=temperature, top_k=top_k, greedy=greedy, end_token=end_token,
-    )  # fmt: skip
+        lambda c, token: model.step(params, c, token, context),
+        read.carry,
+        last,
+        key,
+        num_steps,
+        temperature=temperature,
+        top_k=top_k,
+        greedy=greedy,
+        end_token=end_token,
+    )
 
 
 def generate_from_vector(
@@ -282,24 +282,30 @@ def generate_from_vector(
     ``(*B,)``) and goes on. ``key``, ``temperature``, ``top_k``, ``greedy`` and
     ``end_token`` are :func:`generate`'s; ``context`` as in :func:`generate_from_prompt`.
     """
-    num_steps = _checks.positive_int("num_steps", num_steps)
+    num_steps = checks.positive_int("num_steps", num_steps)
     if not isinstance(model, TokenModel):
         raise TypeError(f"`model` must be a TokenModel, got {type(model).__name__}")
-    _check_conditioned(model)
-    _checks.floating_array("vector", vector)
+    model.check_conditioned()
+    checks.floating_array("vector", vector)
     batch_shape = tuple(vector.shape[:-1])
-    _check_vector("vector", vector, batch_shape, model.cond_size, "the model's cond_size")
-    start = _check_tokens("start_token", start_token, model.vocab_size)
+    checks.vector("vector", vector, batch_shape, model.cond_size, "the model's cond_size")
+    start = checks.token_ids("start_token", start_token, model.vocab_size)
     if start.ndim and tuple(start.shape) != batch_shape:
         raise ValueError(
             f"`start_token` must be an int or have the batch shape {batch_shape}, "
             f"got shape {tuple(start.shape)}"
         )
     if model.context_size:
-        _check_vector("context", context, batch_shape, model.context_size, "context_size")
+        checks.vector("context", context, batch_shape, model.context_size, "context_size")
     carry = model.condition(params, vector)
     return generate(
-        lambda c, token: model.step(params, c, token, context), carry,
-        jnp.broadcast_to(start, batch_shape), key, num_steps, temperature=temperature,
-        top_k=top_k, greedy=greedy, end_token=end_token,
-    )  # fmt: skip
+        lambda c, token: model.step(params, c, token, context),
+        carry,
+        jnp.broadcast_to(start, batch_shape),
+        key,
+        num_steps,
+        temperature=temperature,
+        top_k=top_k,
+        greedy=greedy,
+        end_token=end_token,
+    )

@@ -24,6 +24,7 @@ __all__ = [
     "Constant",
     "Identity",
     "LecunNormal",
+    "Normal",
     "Orthogonal",
     "Uniform",
     "Zeros",
@@ -69,6 +70,20 @@ class Uniform:
 
     def __call__(self, key, shape, dtype):
         return jax.random.uniform(key, shape, dtype, -self.bound, self.bound)
+
+
+@dataclasses.dataclass(frozen=True)
+class Normal:
+    """``N(0, stddev^2)``: embeddings (``stddev=1``, as ``torch.nn.Embedding``)."""
+
+    stddev: float = 1.0
+
+    def __post_init__(self):
+        if not (isinstance(self.stddev, (int, float)) and self.stddev > 0):
+            raise ValueError(f"`stddev` must be a positive number, got {self.stddev!r}")
+
+    def __call__(self, key, shape, dtype):
+        return self.stddev * jax.random.normal(key, shape, dtype)
 
 
 @dataclasses.dataclass(frozen=True)

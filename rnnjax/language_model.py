@@ -18,7 +18,7 @@ Training data, two ways:
   (:func:`rnnjax.data.random_windows`), each read from the initial carry.
   Backpropagation runs through the ``T`` steps of a window.
 - **streams, truncated BPTT** (:func:`stream_loss`): the corpus is cut into
-  ``B`` contiguous streams (:func:`rnnjax.train.token_streams`) read side by
+  ``B`` contiguous streams (:func:`rnnjax.data.token_streams`) read side by
   side in chunks of ``k`` tokens; each chunk starts from the carry the
   previous one ended with (kept in ``TrainState.carry``, no gradient through
   it), so the model learns to use context older than ``k`` tokens.
@@ -41,23 +41,28 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from rnnjax import _checks
-from rnnjax.cells import GRU, LSTM, ElmanRNN
+from rnnjax import checks
+from rnnjax.cells import make_cell
+from rnnjax.data.streams import StreamChunk, reset_carry, token_streams
 from rnnjax.losses import sequence_cross_entropy
 from rnnjax.masking import last_valid
+from rnnjax.metrics import evaluate, token_counts
 from rnnjax.readout import Readout
 from rnnjax.token_model import TokenModel
-from rnnjax.train.metrics import evaluate, token_counts
-from rnnjax.train.tbptt import StreamChunk, reset_carry, token_streams
 
 Array = jax.Array
 
-CELLS = {"rnn": ElmanRNN, "lstm": LSTM, "gru": GRU}
+CELLS = ("rnn", "lstm", "gru")  # the cells token_language_model builds (rnnjax.make_cell names)
 _PAD_TO = 16
 
 
 def token_language_model(
-    cell: str, vocab_size: int, hidden_size: int, *, embed_size: int | None = None
+    cell: str,
+    vocab_size: int,
+    hidden_size: int,
+    *,
+    embed_size: int | None = None,
+    impl: str = "auto",
 ) -> TokenModel:
     """``tokens -> one-hot (or E-dim embedding) -> cell (H) -> Readout (V)``.
 
@@ -68,15 +73,17 @@ def token_language_model(
       hidden_size: ``H``.
       embed_size: ``E`` for learned embeddings; ``None`` feeds one-hot tokens
         (the usual choice for characters).
+      impl: the :func:`rnnjax.unroll` implementation (``"auto"``: the fastest).
     """
-    _checks.one_of("cell", cell, list(CELLS))
-    vocab_size = _checks.positive_int("vocab_size", vocab_size)
-    hidden_size = _checks.positive_int("hidden_size", hidden_size)
-    input_size = (
-        vocab_size if embed_size is None else _checks.positive_int("embed_size", embed_size)
-    )
+    checks.one_of("cell", cell, CELLS)
+    vocab_size = checks.positive_int("vocab_size", vocab_size)
+    hidden_size = checks.positive_int("hidden_size", hidden_size)
+    input_size = vocab_size if embed_size is None else checks.positive_int("embed_size", embed_size)
     return TokenModel(
-        CELLS[cell](input_size, hidden_size), Readout(hidden_size, vocab_size), embed_size
+        make_cell(cell, input_size, hidden_size),
+        Readout(hidden_size, vocab_size),
+        embed_size,
+        impl=impl,
     )
 
 
@@ -102,7 +109,7 @@ def stream_loss(model: TokenModel) -> Callable:
 
     Returns:
       ``loss_fn(params, carry, chunk, key) -> (loss, (carry, {}))`` for a
-      :class:`rnnjax.train.StreamChunk` of :class:`rnnjax.train.NextTokens`
+      :class:`rnnjax.data.StreamChunk` of :class:`rnnjax.data.NextTokens`
       ``(B, k)``: the chunk is read from ``carry`` (or from the initial carry
       when ``chunk.reset``, a pass's first chunk) and the carry after its last
       token is passed on. The train state's carry starts as
@@ -128,7 +135,7 @@ def _chunk_counts(model: TokenModel, params, carry, chunk: StreamChunk):
 
 
 def stream_counts(model: TokenModel) -> Callable:
-    """The ``count_fn`` of :func:`rnnjax.train.evaluate` for streams read with their carry.
+    """The ``count_fn`` of :func:`rnnjax.metrics.evaluate` for streams read with their carry.
 
     Returns:
       ``count_fn(params, carry, chunk) -> (TokenCounts, carry)`` (jit-compiled
@@ -144,7 +151,7 @@ def evaluate_stream(
     """Loss, accuracy, perplexity and bits per token of ``params`` on the tokens ``ids``.
 
     ``ids`` is cut into ``num_streams`` contiguous streams
-    (:func:`rnnjax.train.token_streams`; the last fewer than
+    (:func:`rnnjax.data.token_streams`; the last fewer than
     ``num_streams * (chunk_length + 1)`` tokens are left out) read in chunks of
     ``chunk_length``, each stream from the initial carry, the carry passed from
     chunk to chunk: every token is predicted from all the tokens before it in
@@ -158,13 +165,13 @@ def evaluate_stream(
       chunk_length: tokens per chunk (the length of one compiled unroll).
 
     Returns:
-      :func:`rnnjax.train.evaluate`'s dict: ``loss`` (nats per token),
+      :func:`rnnjax.metrics.evaluate`'s dict: ``loss`` (nats per token),
       ``accuracy``, ``perplexity``, ``bits_per_char`` (bits per token) and
       ``count`` (tokens predicted).
     """
     _check_model(model)
-    num_streams = _checks.positive_int("num_streams", num_streams)
-    chunk_length = _checks.positive_int("chunk_length", chunk_length)
+    num_streams = checks.positive_int("num_streams", num_streams)
+    chunk_length = checks.positive_int("chunk_length", chunk_length)
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"`ids` must be a 1-d integer array, got {ids.dtype} of shape {ids.shape}")

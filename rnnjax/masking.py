@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 
 Array = jax.Array
 
@@ -25,8 +25,8 @@ def sequence_mask(lengths: Array, num_steps: int, time_major: bool = False) -> A
     lengths = jnp.asarray(lengths)
     t = jnp.arange(num_steps)
     if time_major:
-        return t.reshape((num_steps,) + (1,) * lengths.ndim) < lengths
-    return t < lengths[..., None]
+        return t.reshape((num_steps,) + (1,) * lengths.ndim) < lengths[None]
+    return jax.lax.broadcast_to_rank(t, lengths.ndim + 1) < lengths[..., None]
 
 
 def lengths_from_mask(mask: Array, time_major: bool = False) -> Array:
@@ -42,7 +42,7 @@ def lengths_from_mask(mask: Array, time_major: bool = False) -> Array:
         raise ValueError(f"`mask` must have a time axis, got shape {tuple(mask.shape)}")
     time_axis = 0 if time_major else -1
     lengths = jnp.sum(mask, axis=time_axis, dtype=jnp.int32)
-    if _checks.is_concrete(mask):
+    if checks.is_concrete(mask):
         m = np.asarray(mask)
         t = np.arange(m.shape[time_axis])
         t = t.reshape((-1,) + (1,) * (m.ndim - 1)) if time_major else t
@@ -71,14 +71,14 @@ def reverse_padded(xs: Array, lengths: Array | None, time_axis: int = 0) -> Arra
     # index[t, *B] = lengths - 1 - t inside the valid part, t in the padding
     if time_axis == 0:
         t_b = t.reshape((num_steps,) + (1,) * lengths.ndim)
-        index = jnp.where(t_b < lengths, lengths - 1 - t_b, t_b)
+        index = jnp.where(t_b < lengths[None], lengths[None] - 1 - t_b, t_b)
     else:
         if time_axis != lengths.ndim:
             raise ValueError(
                 f"`time_axis` must be 0 or lengths.ndim={lengths.ndim} for right-padded "
                 f"batches, got {time_axis}"
             )
-        t_b = t
+        t_b = jax.lax.broadcast_to_rank(t, lengths.ndim + 1)
         index = jnp.where(t_b < lengths[..., None], lengths[..., None] - 1 - t_b, t_b)
     extra = xs.ndim - index.ndim
     index = index.reshape(index.shape + (1,) * extra)
@@ -89,10 +89,13 @@ def last_valid(outputs: Array, lengths: Array | None, time_major: bool = False) 
     """The output at each sequence's last valid step, ``(*B, F)``.
 
     ``outputs`` is ``(*B, T, F)`` (or ``(T, *B, F)`` with ``time_major``).
-    Sequences of length 0 give zeros. With ``lengths=None`` all sequences are
-    full length and the last step is returned.
+    Sequences of length 0 (and every sequence when ``T = 0``) give zeros. With
+    ``lengths=None`` all sequences are full length and the last step is returned.
     """
     time_axis = 0 if time_major else outputs.ndim - 2
+    if outputs.shape[time_axis] == 0:
+        shape = tuple(d for i, d in enumerate(outputs.shape) if i != time_axis)
+        return jnp.zeros(shape, outputs.dtype)
     if lengths is None:
         return jnp.take(outputs, outputs.shape[time_axis] - 1, axis=time_axis)
     lengths = jnp.asarray(lengths)

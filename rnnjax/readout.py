@@ -6,7 +6,9 @@ The notes' output equations::
     p_t = softmax(o_t)         probabilities
 
 Applied to any leading dimensions, so one call maps ``(*B, T, H)`` hidden
-states to ``(*B, T, O)`` logits.
+states to ``(*B, T, O)`` logits. :class:`LinearParams` and :func:`linear` are
+the same affine map where it feeds a cell rather than reads one (a
+conditioning vector into a first input, an encoder's carry into a decoder's).
 """
 
 from __future__ import annotations
@@ -17,10 +19,29 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax import initializers as inits
 
 Array = jax.Array
+
+
+class LinearParams(NamedTuple):
+    """An affine map ``y = w x + b``."""
+
+    w: Array  # (O, I)
+    b: Array  # (O,)
+
+
+def linear(params: LinearParams, x: Array) -> Array:
+    """``w x + b`` in ``x``'s dtype: ``(..., I) -> (..., O)``."""
+    y = x @ params.w.astype(x.dtype).T
+    return y + jax.lax.broadcast_to_rank(params.b.astype(x.dtype), y.ndim)
+
+
+def init_linear(key: Array, output_size: int, input_size: int, dtype) -> LinearParams:
+    """LeCun-normal ``w`` ``(O, I)``, zero ``b``."""
+    w = inits.LecunNormal()(key, (output_size, input_size), dtype)
+    return LinearParams(w=w, b=jnp.zeros((output_size,), dtype))
 
 
 class ReadoutParams(NamedTuple):
@@ -48,9 +69,9 @@ class Readout:
     bias_init: inits.Initializer = inits.Zeros()
 
     def __post_init__(self):
-        _checks.positive_int("hidden_size", self.hidden_size)
-        _checks.positive_int("output_size", self.output_size)
-        _checks.floating_dtype("param_dtype", self.param_dtype)
+        checks.positive_int("hidden_size", self.hidden_size)
+        checks.positive_int("output_size", self.output_size)
+        checks.floating_dtype("param_dtype", self.param_dtype)
 
     def init(self, key: Array) -> ReadoutParams:
         k_v, k_c = jax.random.split(key)
@@ -60,10 +81,14 @@ class Readout:
 
     def __call__(self, params: ReadoutParams, h: Array) -> Array:
         """Logits ``o = c + V h``: ``(..., H) -> (..., O)``."""
-        _checks.floating_array("h", h)
-        _checks.feature_size("h", h, self.hidden_size, "the readout's hidden_size")
+        checks.floating_array("h", h)
+        checks.feature_size("h", h, self.hidden_size, "the readout's hidden_size")
         o = h @ params.V.astype(h.dtype).T
-        return o + params.c.astype(h.dtype) if params.c is not None else o
+        return (
+            o + jax.lax.broadcast_to_rank(params.c.astype(h.dtype), o.ndim)
+            if params.c is not None
+            else o
+        )
 
     def probs(self, params: ReadoutParams, h: Array) -> Array:
         """``softmax(c + V h)`` over the last axis."""

@@ -9,7 +9,7 @@ The model (Sutskever et al. 2014; the context at every step as in Cho et al. 201
     e_s = E_src[x_s]                                     source embeddings, or one-hot
     outputs, carry_enc = encoder(e_1 .. e_len)           any cell or sequence layer, with lengths
     carry_0 = bridge(carry_enc)                          the decoder's first carry
-    ctx = outputs[len - 1]  ("last")  or  mean_{s < len} outputs[s]  ("mean")   optional
+    ctx = last  ("last")  or  mean_{s < len} outputs[s]  ("mean")               optional
     logits_t = TokenModel(decoder, readout).step(carry_t, [E_tgt[y_t] ; ctx])
 
 Bridges (``bridge=``):
@@ -48,25 +48,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
-from rnnjax import initializers as inits
-from rnnjax.beam import Beams, check_alpha
-from rnnjax.beam import beam_search as _beam_search
+from rnnjax import checks
+from rnnjax.beam import Beams, beam_search, check_alpha
 from rnnjax.generation import generate
+from rnnjax.layers.protocol import apply_layer, carry_dtype, check_sequence_layer, check_steppable
 from rnnjax.losses import sequence_cross_entropy
-from rnnjax.masking import last_valid, sequence_mask
-from rnnjax.readout import Readout
-from rnnjax.token_model import (
-    LinearParams,
-    TokenModel,
-    TokenModelParams,
-    _apply_layer,
-    _carry_dtype,
-    _check_sequence_layer,
-    _check_steppable,
-    _check_tokens,
-    _linear,
-)
+from rnnjax.masking import sequence_mask
+from rnnjax.readout import LinearParams, Readout, init_linear, linear
+from rnnjax.timeloop import IMPLS
+from rnnjax.token_model import TokenModel, TokenModelParams
 
 Array = jax.Array
 
@@ -116,9 +106,13 @@ class Seq2Seq:
       src_vocab_size: ``V_src``.
       src_embed_size, tgt_embed_size: learned embedding sizes; None: one-hot.
       bridge: ``"identity"``, ``"linear"`` or ``"none"``.
-      feed_context: None, ``"last"`` (the encoder's output at the last valid
-        source step) or ``"mean"`` (its mean over the valid steps).
+      feed_context: None, ``"last"`` (the encoder's many-to-one reading: its
+        output at the last valid source step, and for a bidirectional encoder
+        the backward direction's at the first, where it ended) or ``"mean"``
+        (its mean over the valid steps).
       param_dtype: dtype of the embeddings and the bridge.
+      impl: the :func:`rnnjax.unroll` implementation the encoder and the
+        teacher-forced decoder run with (``"auto"``: the fastest that applies).
     """
 
     encoder: Any
@@ -130,18 +124,20 @@ class Seq2Seq:
     bridge: str = "identity"
     feed_context: str | None = None
     param_dtype: Any = jnp.float32
+    impl: str = "auto"
 
     def __post_init__(self):
-        _check_sequence_layer("encoder", self.encoder)
-        _check_steppable("decoder", self.decoder)
+        check_sequence_layer("encoder", self.encoder)
+        check_steppable("decoder", self.decoder)
+        checks.one_of("impl", self.impl, IMPLS)
         if not isinstance(self.readout, Readout):
             raise TypeError(f"`readout` must be an rnnjax.Readout, got {self.readout!r}")
-        _checks.positive_int("src_vocab_size", self.src_vocab_size)
+        checks.positive_int("src_vocab_size", self.src_vocab_size)
         if self.src_embed_size is not None:
-            _checks.positive_int("src_embed_size", self.src_embed_size)
-        _checks.one_of("bridge", self.bridge, BRIDGES)
-        _checks.one_of("feed_context", self.feed_context, CONTEXTS)
-        _checks.floating_dtype("param_dtype", self.param_dtype)
+            checks.positive_int("src_embed_size", self.src_embed_size)
+        checks.one_of("bridge", self.bridge, BRIDGES)
+        checks.one_of("feed_context", self.feed_context, CONTEXTS)
+        checks.floating_dtype("param_dtype", self.param_dtype)
         if self.bridge == "none" and self.feed_context is None:
             raise ValueError(
                 "`bridge='none'` with `feed_context=None` would leave the decoder blind to the "
@@ -174,7 +170,7 @@ class Seq2Seq:
         """The encoder's outputs and final carry for batch ``(1,)``, as shapes."""
         params = jax.eval_shape(lambda: self.encoder.init(jax.random.key(0)))
         xs = jax.ShapeDtypeStruct((1, 1, self.src_input_size), jnp.dtype(self.param_dtype))
-        out = jax.eval_shape(lambda p, x: _apply_layer(self.encoder, p, x), params, xs)
+        out = jax.eval_shape(lambda p, x: apply_layer(self.encoder, p, x), params, xs)
         return out.outputs, out.carry
 
     @property
@@ -186,9 +182,13 @@ class Seq2Seq:
     def target(self) -> TokenModel:
         """The decoder side: target embeddings (or one-hot), decoder, readout."""
         return TokenModel(
-            self.decoder, self.readout, embed_size=self.tgt_embed_size,
-            context_size=self.context_size, param_dtype=self.param_dtype,
-        )  # fmt: skip
+            self.decoder,
+            self.readout,
+            embed_size=self.tgt_embed_size,
+            context_size=self.context_size,
+            param_dtype=self.param_dtype,
+            impl=self.impl,
+        )
 
     @functools.cached_property
     def _decoder_carry_spec(self):
@@ -234,17 +234,16 @@ class Seq2Seq:
             leaves, treedef = jax.tree.flatten(self._decoder_carry_spec)
             fan_in = sum(leaf.shape[-1] for leaf in jax.tree.leaves(self._encoder_spec[1]))
             maps = [
-                LinearParams(
-                    w=inits.LecunNormal()(k, (leaf.shape[-1], fan_in), dt),
-                    b=jnp.zeros((leaf.shape[-1],), dt),
-                )
+                init_linear(k, leaf.shape[-1], fan_in, dt)
                 for k, leaf in zip(jax.random.split(k_bridge, len(leaves)), leaves, strict=True)
             ]
             bridge = jax.tree.unflatten(treedef, maps)
         return Seq2SeqParams(
-            src_embed=src_embed, encoder=self.encoder.init(k_enc), bridge=bridge,
+            src_embed=src_embed,
+            encoder=self.encoder.init(k_enc),
+            bridge=bridge,
             target=self.target.init(k_tgt),
-        )  # fmt: skip
+        )
 
     # -- the forward pass ------------------------------------------------------
 
@@ -257,12 +256,12 @@ class Seq2Seq:
             xs = jax.nn.one_hot(src, self.src_vocab_size, dtype=self.param_dtype)
         else:
             xs = jnp.take(params.src_embed, src, axis=0).astype(self.param_dtype)
-        out = _apply_layer(self.encoder, params.encoder, xs, lengths=src_lengths)
+        out = apply_layer(self.encoder, params.encoder, xs, lengths=src_lengths, impl=self.impl)
         if src_lengths is not None:  # (traced lengths act as if clamped, as in unroll)
             src_lengths = jnp.clip(src_lengths, 0, num_steps)
         context = None
         if self.feed_context == "last":
-            context = last_valid(out.outputs, src_lengths)
+            context = out.last
         elif self.feed_context == "mean":
             if src_lengths is None:
                 context = jnp.mean(out.outputs, axis=-2)
@@ -274,7 +273,7 @@ class Seq2Seq:
         return Encoded(outputs=out.outputs, carry=out.carry, start=DecoderState(carry, context))
 
     def _bridge(self, params: Seq2SeqParams, enc_carry, batch_shape):
-        dtype = _carry_dtype(self.decoder, params.target.cell, self.param_dtype)
+        dtype = carry_dtype(self.decoder, params.target.cell, self.param_dtype)
         if self.bridge == "none":
             return self.target.initial_carry(params.target, batch_shape)
         if self.bridge == "identity":
@@ -283,7 +282,7 @@ class Seq2Seq:
             [leaf.astype(self.param_dtype) for leaf in jax.tree.leaves(enc_carry)], axis=-1
         )
         maps, treedef = jax.tree.flatten(params.bridge, is_leaf=_is_linear)
-        return jax.tree.unflatten(treedef, [_linear(m, features).astype(dtype) for m in maps])
+        return jax.tree.unflatten(treedef, [linear(m, features).astype(dtype) for m in maps])
 
     def step(self, params: Seq2SeqParams, state: DecoderState, token: Array):
         """One decoder step: ``(state, token (*B,)) -> (state, logits (*B, V))``."""
@@ -295,14 +294,14 @@ class Seq2Seq:
         ``(*B, T)``, the decoder run with one unroll (input projection hoisted)."""
         enc = self.encode(params, src, src_lengths)
         batch_shape = tuple(jnp.shape(src)[:-1])
-        tgt_in = _check_tokens("tgt_in", tgt_in, self.readout.output_size, min_ndim=1)
+        tgt_in = checks.token_ids("tgt_in", tgt_in, self.readout.output_size, min_ndim=1)
         if tuple(tgt_in.shape[:-1]) != batch_shape:
             raise ValueError(
                 f"`tgt_in` must have the batch shape of `src` {batch_shape}, got shape "
                 f"{tuple(tgt_in.shape)}"
             )
         if tgt_lengths is not None:
-            _checks.lengths_array("tgt_lengths", tgt_lengths, batch_shape, tgt_in.shape[-1])
+            checks.lengths_array("tgt_lengths", tgt_lengths, batch_shape, tgt_in.shape[-1])
         forced = self.target.forced(
             params.target, tgt_in, enc.start.carry, lengths=tgt_lengths, context=enc.start.context
         )
@@ -313,7 +312,7 @@ class Seq2Seq:
     ) -> Array:
         """Mean cross-entropy of ``tgt_out`` given ``src`` and ``tgt_in`` (teacher
         forcing), over the first ``tgt_lengths`` target steps of each sequence."""
-        tgt_out = _check_tokens("tgt_out", tgt_out, self.readout.output_size)
+        tgt_out = checks.token_ids("tgt_out", tgt_out, self.readout.output_size)
         if tuple(tgt_out.shape) != tuple(jnp.shape(tgt_in)):
             raise ValueError(
                 f"`tgt_out` must have the shape of `tgt_in` {tuple(jnp.shape(tgt_in))}, "
@@ -326,43 +325,67 @@ class Seq2Seq:
     # -- decoding ----------------------------------------------------------------
 
     def greedy_decode(
-        self, params: Seq2SeqParams, src, src_lengths, max_len: int, start_token: int,
+        self,
+        params: Seq2SeqParams,
+        src,
+        src_lengths,
+        max_len: int,
+        start_token: int,
         end_token: int | None = None,
-    ) -> Decoded:  # fmt: skip
+    ) -> Decoded:
         """The most likely token at each step, from ``start_token``, for ``max_len``
         steps (jit-compiled once per shape, ``max_len`` static)."""
         self._check_source(src, src_lengths)
-        max_len = _checks.positive_int("max_len", max_len)
+        max_len = checks.positive_int("max_len", max_len)
         start_token, end_token = self._check_ids(start_token, end_token)
         return _greedy(
-            self, params, src, src_lengths, max_len=max_len, start_token=start_token,
+            self,
+            params,
+            src,
+            src_lengths,
+            max_len=max_len,
+            start_token=start_token,
             end_token=end_token,
-        )  # fmt: skip
+        )
 
     def beam_search(
-        self, params: Seq2SeqParams, src, src_lengths, beam_width: int, max_len: int,
-        start_token: int, end_token: int | None = None, alpha: float = 0.0,
-    ) -> Beams:  # fmt: skip
+        self,
+        params: Seq2SeqParams,
+        src,
+        src_lengths,
+        beam_width: int,
+        max_len: int,
+        start_token: int,
+        end_token: int | None = None,
+        alpha: float = 0.0,
+    ) -> Beams:
         """The ``beam_width`` best targets of each source, ranked by
         ``log p / length ** alpha`` (:func:`rnnjax.beam.beam_search`; jit-compiled,
         ``beam_width`` and ``max_len`` static). Tokens ``(*B, K, L)``."""
         self._check_source(src, src_lengths)
-        beam_width = _checks.positive_int("beam_width", beam_width)
-        max_len = _checks.positive_int("max_len", max_len)
+        beam_width = checks.positive_int("beam_width", beam_width)
+        max_len = checks.positive_int("max_len", max_len)
         start_token, end_token = self._check_ids(start_token, end_token)
         return _beam(
-            self, params, src, src_lengths, beam_width=beam_width, max_len=max_len,
-            start_token=start_token, end_token=end_token, alpha=check_alpha(alpha),
-        )  # fmt: skip
+            self,
+            params,
+            src,
+            src_lengths,
+            beam_width=beam_width,
+            max_len=max_len,
+            start_token=start_token,
+            end_token=end_token,
+            alpha=check_alpha(alpha),
+        )
 
     # -- checks -------------------------------------------------------------------
 
     def _check_source(self, src, src_lengths):
-        src = _check_tokens("src", src, self.src_vocab_size, min_ndim=1)
+        src = checks.token_ids("src", src, self.src_vocab_size, min_ndim=1)
         if src.shape[-1] < 1:
             raise ValueError(f"`src` must have at least one step, got shape {tuple(src.shape)}")
         if src_lengths is not None:
-            src_lengths = _checks.lengths_array(
+            src_lengths = checks.lengths_array(
                 "src_lengths", src_lengths, tuple(src.shape[:-1]), src.shape[-1]
             )
         return src, src_lengths
@@ -399,14 +422,13 @@ def _greedy(model: Seq2Seq, params, src, src_lengths, *, max_len, start_token, e
     jax.jit,
     static_argnames=("model", "beam_width", "max_len", "start_token", "end_token", "alpha"),
 )
-def _beam(model: Seq2Seq, params, src, src_lengths, *, beam_width, max_len, start_token, end_token,
-          alpha):  # fmt: skip
+def _beam(
+    model: Seq2Seq, params, src, src_lengths, *, beam_width, max_len, start_token, end_token, alpha
+):
     start = model.encode(params, src, src_lengths).start
     first = jnp.full(src.shape[:-1], start_token, jnp.int32)
     step_fn = functools.partial(model.step, params)
-    return _beam_search(
-        step_fn, start, first, beam_width, max_len, end_token=end_token, alpha=alpha
-    )
+    return beam_search(step_fn, start, first, beam_width, max_len, end_token=end_token, alpha=alpha)
 
 
 def _is_linear(x) -> bool:

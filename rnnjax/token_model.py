@@ -1,9 +1,12 @@
-"""``TokenModel``: tokens -> embedding (or one-hot) -> cell or stack -> readout.
+"""``TokenModel``: tokens -> embedding (or one-hot) -> cell or stack -> readout, step by step.
 
 The model behind one-to-many generation (:func:`rnnjax.generate_from_prompt`,
-:func:`rnnjax.generate_from_vector`) and the target side of the encoder-decoder
-(:class:`rnnjax.Seq2Seq`), and the small protocol that lets either take a plain
-cell or a stack of layers (``rnnjax.layers``).
+:func:`rnnjax.generate_from_vector`), the language models
+(:mod:`rnnjax.language_model`) and the target side of the encoder-decoder
+(:class:`rnnjax.Seq2Seq`). Its recurrent part is any steppable sequence layer
+(:mod:`rnnjax.layers.protocol`): a cell or a stack of cells. Teacher forcing
+reads a whole sequence with one unroll (``impl``, ``"auto"`` by default: the
+fastest that applies); generation advances one step at a time.
 
 Shapes: ``*B`` batch dimensions, ``T`` steps, ``V`` vocabulary size, ``E``
 embedding size, ``C`` conditioning-vector size.
@@ -16,121 +19,27 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from rnnjax import _checks
-from rnnjax import initializers as inits
-from rnnjax.cells.base import Cell
+from rnnjax import checks
+from rnnjax.layers.protocol import apply_layer, carry_dtype, check_steppable
 from rnnjax.losses import sequence_cross_entropy
 from rnnjax.masking import sequence_mask
-from rnnjax.readout import Readout, ReadoutParams
-from rnnjax.unroll import unroll
+from rnnjax.readout import LinearParams, Readout, ReadoutParams, init_linear, linear
+from rnnjax.timeloop import IMPLS
 
 Array = jax.Array
 
 
-# -- the sequence-layer protocol ----------------------------------------------
-#
-# A plain rnnjax cell (init, initial_carry, step) is read over a sequence with
-# rnnjax.unroll; any other layer (a stack, a bidirectional layer) brings its own
-# ``apply(params, xs, carry=None, *, lengths=None) -> (outputs, carry)`` built on
-# the same unroll. A decoder must also have ``step``.
-
-
-def _check_sequence_layer(name: str, layer) -> None:
-    """``layer`` is an rnnjax cell or has ``init``, ``initial_carry`` and ``apply``."""
-    if isinstance(layer, Cell):
-        return
-    for method in ("init", "initial_carry", "apply"):
-        if not callable(getattr(layer, method, None)):
-            raise TypeError(
-                f"`{name}` must be an rnnjax cell or a sequence layer with init, initial_carry "
-                f"and apply(params, xs, carry, *, lengths); {type(layer).__name__} has no "
-                f"`{method}`"
-            )
-
-
-def _check_steppable(name: str, layer) -> None:
-    """``layer`` can be read over a sequence (see above) and has ``step``."""
-    _check_sequence_layer(name, layer)
-    if not callable(getattr(layer, "step", None)):
-        raise TypeError(
-            f"`{name}` must have step(params, carry, x) -> (carry, y) (an rnnjax cell or a "
-            f"stack of cells); {type(layer).__name__} has none"
-        )
-
-
-def _apply_layer(layer, params, xs: Array, carry=None, *, lengths=None):
-    """``layer`` over ``xs`` ``(*B, T, I)``: anything with ``.outputs`` and ``.carry``."""
-    if isinstance(layer, Cell):
-        return unroll(layer, params, xs, carry, lengths=lengths)
-    return layer.apply(params, xs, carry, lengths=lengths)
-
-
-def _carry_dtype(layer, params, x_dtype):
-    """The dtype of ``layer``'s carry when it reads inputs of ``x_dtype``."""
-    compute_dtype = getattr(layer, "compute_dtype", None)
-    return compute_dtype(params, x_dtype) if callable(compute_dtype) else jnp.dtype(x_dtype)
-
-
-def _step_output_size(layer, input_size: int, dtype) -> int:
+def step_output_size(layer, input_size: int, dtype) -> int:
     """The features of ``layer.step``'s output, read off its shape (traced, never run)."""
 
     def one_step():
         params = layer.init(jax.random.key(0))
         x = jnp.zeros((1, input_size), dtype)
-        carry = layer.initial_carry((1,), _carry_dtype(layer, params, dtype), params)
+        carry = layer.initial_carry((1,), carry_dtype(layer, params, dtype), params)
         return layer.step(params, carry, x)[1]
 
     return int(jax.eval_shape(one_step).shape[-1])
-
-
-def _check_tokens(name: str, tokens, vocab_size: int, *, min_ndim: int = 0) -> Array:
-    """Integer ids in ``[0, vocab_size)`` (values checked when concrete)."""
-    if not hasattr(tokens, "dtype"):
-        tokens = np.asarray(tokens)
-    if not jnp.issubdtype(tokens.dtype, jnp.integer):
-        raise TypeError(f"`{name}` must be integer token ids, got dtype {tokens.dtype}")
-    if tokens.ndim < min_ndim:
-        raise ValueError(
-            f"`{name}` must have at least {min_ndim} dimension(s) (*B, T), got shape "
-            f"{tuple(tokens.shape)}"
-        )
-    if _checks.is_concrete(tokens) and tokens.size:
-        values = np.asarray(tokens)
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high >= vocab_size:
-            raise ValueError(
-                f"`{name}` must hold ids in [0, {vocab_size}) (the vocabulary), got values "
-                f"from {low} to {high}"
-            )
-    return jnp.asarray(tokens).astype(jnp.int32)
-
-
-def _check_vector(name: str, x, batch_shape: tuple[int, ...], size: int, what: str) -> Array:
-    if x is None:
-        raise ValueError(f"`{name}` must have shape {(*batch_shape, size)} ({what}), got None")
-    _checks.floating_array(name, x)
-    if tuple(x.shape) != (*batch_shape, size):
-        raise ValueError(
-            f"`{name}` must have shape {(*batch_shape, size)} (batch shape, {what}), "
-            f"got {tuple(x.shape)}"
-        )
-    return x
-
-
-# -- token models ---------------------------------------------------------------
-
-
-class LinearParams(NamedTuple):
-    """An affine map ``y = w x + b``."""
-
-    w: Array  # (O, I)
-    b: Array  # (O,)
-
-
-def _linear(params: LinearParams, x: Array) -> Array:
-    return x @ params.w.astype(x.dtype).T + params.b.astype(x.dtype)
 
 
 class TokenModelParams(NamedTuple):
@@ -174,6 +83,8 @@ class TokenModel:
       context_size: features of a context vector concatenated to every input.
       cond_size: features of the conditioning vector (None: no conditioning).
       param_dtype: dtype of the embeddings, the conditioning map and the inputs.
+      impl: the :func:`rnnjax.unroll` implementation teacher forcing and prompts
+        are read with (``"auto"``: the fastest that applies).
     """
 
     cell: Any
@@ -182,13 +93,15 @@ class TokenModel:
     context_size: int = 0
     cond_size: int | None = None
     param_dtype: Any = jnp.float32
+    impl: str = "auto"
 
     def __post_init__(self):
-        _check_steppable("cell", self.cell)
+        check_steppable("cell", self.cell)
+        checks.one_of("impl", self.impl, IMPLS)
         if not isinstance(self.readout, Readout):
             raise TypeError(f"`readout` must be an rnnjax.Readout, got {self.readout!r}")
         if self.embed_size is not None:
-            _checks.positive_int("embed_size", self.embed_size)
+            checks.positive_int("embed_size", self.embed_size)
         if (
             isinstance(self.context_size, bool)
             or not isinstance(self.context_size, int)
@@ -196,8 +109,8 @@ class TokenModel:
         ):
             raise ValueError(f"`context_size` must be an int >= 0, got {self.context_size!r}")
         if self.cond_size is not None:
-            _checks.positive_int("cond_size", self.cond_size)
-        _checks.floating_dtype("param_dtype", self.param_dtype)
+            checks.positive_int("cond_size", self.cond_size)
+        checks.floating_dtype("param_dtype", self.param_dtype)
         got = getattr(self.cell, "input_size", None)
         if isinstance(got, int) and got != self.input_size:
             raise ValueError(
@@ -205,7 +118,7 @@ class TokenModel:
                 f"size {self.embed_size or self.vocab_size} + context_size {self.context_size}), "
                 f"its input_size is {got}"
             )
-        got = _step_output_size(self.cell, self.input_size, self.param_dtype)
+        got = step_output_size(self.cell, self.input_size, self.param_dtype)
         if got != self.readout.hidden_size:
             raise ValueError(
                 f"`readout` must read the cell's {got} outputs, its hidden_size is "
@@ -228,16 +141,17 @@ class TokenModel:
             embed = jax.random.normal(k_embed, (self.vocab_size, self.embed_size), dt)
         condition = None
         if self.cond_size is not None:
-            w = inits.LecunNormal()(k_cond, (self.input_size, self.cond_size), dt)
-            condition = LinearParams(w=w, b=jnp.zeros((self.input_size,), dt))
+            condition = init_linear(k_cond, self.input_size, self.cond_size, dt)
         return TokenModelParams(
-            embed=embed, cell=self.cell.init(k_cell), readout=self.readout.init(k_readout),
+            embed=embed,
+            cell=self.cell.init(k_cell),
+            readout=self.readout.init(k_readout),
             condition=condition,
-        )  # fmt: skip
+        )
 
     def initial_carry(self, params: TokenModelParams, batch_shape: tuple[int, ...]):
         """The cell's initial carry (zeros or learned) for ``batch_shape``."""
-        dtype = _carry_dtype(self.cell, params.cell, self.param_dtype)
+        dtype = carry_dtype(self.cell, params.cell, self.param_dtype)
         return self.cell.initial_carry(tuple(batch_shape), dtype, params.cell)
 
     def inputs(self, params: TokenModelParams, tokens: Array, context=None) -> Array:
@@ -261,14 +175,27 @@ class TokenModel:
 
     def condition(self, params: TokenModelParams, vector: Array, carry=None):
         """The carry after reading the conditioning ``vector`` ``(*B, C)`` (one step)."""
-        _check_conditioned(self)
+        self.check_conditioned()
         batch_shape = tuple(vector.shape[:-1]) if hasattr(vector, "shape") else ()
-        vector = _check_vector("vector", vector, batch_shape, self.cond_size, "cond_size")
+        vector = checks.vector("vector", vector, batch_shape, self.cond_size, "cond_size")
         if carry is None:
             carry = self.initial_carry(params, batch_shape)
-        x = _linear(params.condition, vector.astype(self.param_dtype))
+        x = linear(params.condition, vector.astype(self.param_dtype))
         carry, _ = self.cell.step(params.cell, carry, x)
         return carry
+
+    def read(self, params: TokenModelParams, xs: Array, carry=None, *, lengths=None):
+        """The cell (or stack) over model inputs ``xs`` ``(*B, T, I_in)`` with one
+        unroll (``self.impl``): ``LayerOutput(outputs, carry, last)``."""
+        return apply_layer(self.cell, params.cell, xs, carry, lengths=lengths, impl=self.impl)
+
+    def check_conditioned(self) -> None:
+        """A conditioning vector needs a model built with ``cond_size``."""
+        if self.cond_size is None:
+            raise ValueError(
+                "`vector` needs a `model` built with cond_size (the conditioning vector's size), "
+                "got a model with cond_size=None"
+            )
 
     def step(self, params: TokenModelParams, carry, token: Array, context=None):
         """One token: ``(carry, token (*B,)) -> (carry, logits (*B, V))``."""
@@ -276,32 +203,45 @@ class TokenModel:
         return carry, self.readout(params.readout, h)
 
     def forced(
-        self, params: TokenModelParams, tokens: Array, carry=None, *, lengths=None,
-        context=None, vector=None,
-    ) -> Forced:  # fmt: skip
+        self,
+        params: TokenModelParams,
+        tokens: Array,
+        carry=None,
+        *,
+        lengths=None,
+        context=None,
+        vector=None,
+    ) -> Forced:
         """Teacher forcing: the logits after each of ``tokens`` ``(*B, T)``, read with one
         unroll (input projection hoisted); ``vector`` conditions the carry first."""
-        tokens = _check_tokens("tokens", tokens, self.vocab_size, min_ndim=1)
+        tokens = checks.token_ids("tokens", tokens, self.vocab_size, min_ndim=1)
         batch_shape, num_steps = tuple(tokens.shape[:-1]), tokens.shape[-1]
         if lengths is not None:
-            lengths = _checks.lengths_array("lengths", lengths, batch_shape, num_steps)
+            lengths = checks.lengths_array("lengths", lengths, batch_shape, num_steps)
         if self.context_size:
-            _check_vector("context", context, batch_shape, self.context_size, "context_size")
+            checks.vector("context", context, batch_shape, self.context_size, "context_size")
         if vector is not None:
-            _check_conditioned(self)
-            _check_vector("vector", vector, batch_shape, self.cond_size, "cond_size")
+            self.check_conditioned()
+            checks.vector("vector", vector, batch_shape, self.cond_size, "cond_size")
             carry = self.condition(params, vector, carry)
         xs = self.inputs(params, tokens, context)
-        out = _apply_layer(self.cell, params.cell, xs, carry, lengths=lengths)
+        out = self.read(params, xs, carry, lengths=lengths)
         return Forced(logits=self.readout(params.readout, out.outputs), carry=out.carry)
 
     def loss(
-        self, params: TokenModelParams, tokens_in: Array, tokens_out: Array, lengths=None, *,
-        carry=None, context=None, vector=None,
-    ) -> Array:  # fmt: skip
+        self,
+        params: TokenModelParams,
+        tokens_in: Array,
+        tokens_out: Array,
+        lengths=None,
+        *,
+        carry=None,
+        context=None,
+        vector=None,
+    ) -> Array:
         """Mean cross-entropy of ``tokens_out`` (the next tokens) given ``tokens_in``,
         both ``(*B, T)``, over the first ``lengths`` steps of each sequence."""
-        tokens_out = _check_tokens("tokens_out", tokens_out, self.vocab_size)
+        tokens_out = checks.token_ids("tokens_out", tokens_out, self.vocab_size)
         if tuple(tokens_out.shape) != tuple(jnp.shape(tokens_in)):
             raise ValueError(
                 f"`tokens_out` must have the shape of `tokens_in` {tuple(jnp.shape(tokens_in))}, "
@@ -315,11 +255,3 @@ class TokenModel:
 
 
 jax.tree_util.register_static(TokenModel)
-
-
-def _check_conditioned(model: TokenModel) -> None:
-    if model.cond_size is None:
-        raise ValueError(
-            "`vector` needs a `model` built with cond_size (the conditioning vector's size), "
-            "got a model with cond_size=None"
-        )

@@ -240,7 +240,7 @@ def test_unroll_rejects_a_bad_unroll_value(lstm, value):
 def test_unroll_rejects_an_unknown_impl(lstm):
     assert_unroll_rejects(
         ValueError,
-        r"`impl` must be one of \['scan', 'fused', 'cudnn', 'parallel', 'auto'\], got 'cuda'",
+        r"`impl` must be one of \['auto', 'cudnn', 'fused', 'parallel', 'scan'\], got 'cuda'",
         *lstm,
         impl="cuda",
     )

@@ -70,7 +70,7 @@ def test_tanh_rnn_gradient_at_every_step_equals_hand_derived_numpy_bptt():
     )
 
     def loss_fn(outputs, carry):  # squared error of a linear readout at every step
-        return 0.5 * jnp.sum((outputs @ v.T + c - ys) ** 2)
+        return 0.5 * jnp.sum((outputs @ v.T + c[None, None] - ys) ** 2)
 
     got = jitted(gradients_through_time, cell, params, xs, loss_fn)
 

@@ -19,7 +19,7 @@ from test_seq2seq import Stack, _count_scans, _leaves, _np_layer, _random_params
 
 import rnnjax
 from rnnjax.generation import generate, generate_from_prompt, generate_from_vector
-from rnnjax.token_model import TokenModel
+from rnnjax import TokenModel
 
 F64 = jnp.float64
 V = 5

@@ -19,7 +19,7 @@ from rnnjax.language_model import (
     window_loss,
 )
 from rnnjax.train import StreamChunk, init_train_state, make_train_step, token_streams
-from rnnjax.train.tbptt import NextTokens
+from rnnjax.data import NextTokens
 
 V, H = 11, 8
 

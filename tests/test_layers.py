@@ -37,7 +37,7 @@ from rnnjax.layers import (
     LayerOutput,
 )
 from rnnjax.layers import bidirectional as bidirectional_module
-from rnnjax.layers import deep as deep_module
+from rnnjax.layers import protocol as protocol_module
 
 F64 = dict(rtol=1e-10, atol=1e-12)
 B, T = 3, 5
@@ -262,7 +262,7 @@ def test_impl_is_passed_to_every_unroll():
     params = random_params(SMALL, 21)
     xs = jnp.asarray(np.random.default_rng(22).normal(size=(B, T, 2)))
     with (
-        mock.patch.object(deep_module, "unroll", spy),
+        mock.patch.object(protocol_module, "unroll", spy),
         mock.patch.object(bidirectional_module, "unroll", spy),
     ):
         SMALL.apply(params, xs, lengths=LENGTHS, impl="fused")

@@ -60,10 +60,14 @@ class Stack:
             self.upper.initial_carry(batch_shape, dtype, params and params.second),
         )
 
-    def apply(self, params, xs, carry=None, *, lengths=None, time_major=False):
+    def apply(
+        self, params, xs, carry=None, *, lengths=None, time_major=False, impl="auto", key=None,
+        train=False,
+    ):  # fmt: skip
         carry = Pair(None, None) if carry is None else carry
-        low = rnnjax.unroll(self.lower, params.first, xs, carry.first, lengths=lengths)
-        up = rnnjax.unroll(self.upper, params.second, low.outputs, carry.second, lengths=lengths)
+        run = dict(lengths=lengths, impl=impl)
+        low = rnnjax.unroll(self.lower, params.first, xs, carry.first, **run)
+        up = rnnjax.unroll(self.upper, params.second, low.outputs, carry.second, **run)
         return LayerOutput(up.outputs, Pair(low.carry, up.carry))
 
     def step(self, params, carry, x):
@@ -89,9 +93,14 @@ class Bi:
             self.backward.initial_carry(batch_shape, dtype),
         )
 
-    def apply(self, params, xs, carry=None, *, lengths=None, time_major=False):
-        fwd = rnnjax.unroll(self.forward, params.first, xs, lengths=lengths)
-        bwd = rnnjax.unroll(self.backward, params.second, xs, lengths=lengths, reverse=True)
+    def apply(
+        self, params, xs, carry=None, *, lengths=None, time_major=False, impl="auto", key=None,
+        train=False,
+    ):  # fmt: skip
+        fwd = rnnjax.unroll(self.forward, params.first, xs, lengths=lengths, impl=impl)
+        bwd = rnnjax.unroll(
+            self.backward, params.second, xs, lengths=lengths, reverse=True, impl=impl
+        )
         outputs = jnp.concatenate([fwd.outputs, bwd.outputs], axis=-1)
         return LayerOutput(outputs, Pair(fwd.carry, bwd.carry))
 

@@ -1,6 +1,5 @@
-"""The README section "The five shapes of sequence problem" runs as written: its
-python blocks, in order, in one namespace, using only exported top-level
-``rnnjax`` names, and its comments' claims hold."""
+"""The README section "The five shapes of sequence problem": each block runs on its
+own, uses only exported top-level ``rnnjax`` names, and its comments' claims hold."""
 
 import pathlib
 import re
@@ -12,6 +11,8 @@ import rnnjax
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## The five shapes of sequence problem"
+SHAPES = ["One-to-one", "One-to-many", "Many-to-one", "Many-to-many, synchronised",
+          "Encoder-decoder"]  # fmt: skip
 
 
 def _section() -> str:
@@ -25,11 +26,15 @@ def _blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", _section(), flags=re.S)
 
 
+def _run(shape: str) -> dict:
+    ns: dict = {}
+    exec(compile(_blocks()[SHAPES.index(shape)], f"{README}: {shape}", "exec"), ns)
+    return ns
+
+
 def test_the_doc_has_one_example_per_shape_in_order():
     text = _section()
-    shapes = ["One-to-one", "One-to-many", "Many-to-one", "Many-to-many, synchronised",
-              "Encoder-decoder"]  # fmt: skip
-    positions = [text.index(f"**{shape}**") for shape in shapes]
+    positions = [text.index(f"**{shape}**") for shape in SHAPES]
     assert positions == sorted(positions) and len(_blocks()) == 5
 
 
@@ -38,16 +43,29 @@ def test_the_examples_use_only_exported_top_level_names():
     assert used <= set(rnnjax.__all__), used - set(rnnjax.__all__)
 
 
-def test_the_examples_run_in_order_in_one_namespace():
-    ns: dict = {}
-    for block in _blocks():
-        exec(compile(block, str(README), "exec"), ns)
-    # what the comments claim
+def test_one_to_one():
+    ns = _run("One-to-one")
     assert ns["h"].shape == (5, 16) and ns["scores"].shape == (5, 3)
+
+
+def test_one_to_many():
+    ns = _run("One-to-many")
     assert ns["caption"].tokens.shape == (2, 7) and np.isfinite(ns["caption_loss"])
+
+
+def test_many_to_one():
+    ns = _run("Many-to-one")
     assert ns["class_logits"].shape == (2, 2) and np.isfinite(ns["sentiment_loss"])
-    assert ns["tag_logits"].shape == (2, 4, 5)
+
+
+def test_many_to_many():
+    ns = _run("Many-to-many, synchronised")
+    assert ns["tag_logits"].shape == (2, 4, 5) and np.isfinite(ns["tag_loss"])
     np.testing.assert_array_equal(ns["tag_logits"][1, 2:], 0.0)  # padding
+
+
+def test_encoder_decoder():
+    ns = _run("Encoder-decoder")
     assert ns["greedy"].tokens.shape == (2, 5) and ns["greedy"].lengths.shape == (2,)
     assert ns["beams"].tokens.shape == (2, 3, 5)
     assert bool(jnp.all(jnp.diff(ns["beams"].scores, axis=-1) <= 0))  # best first

@@ -24,7 +24,7 @@ from rnnjax.train.checkpoint import list_checkpoints, restore_checkpoint
 from rnnjax.train.guard import NonFiniteError
 from rnnjax.train.logs import read_metrics
 from rnnjax.train.loop import fit
-from rnnjax.train.metrics import evaluate, token_counts
+from rnnjax.metrics import evaluate, token_counts
 from rnnjax.train.step import init_train_state, make_train_step
 
 I, H, C, B, T = 2, 6, 3, 8, 5
@@ -126,6 +126,7 @@ def test_a_resumed_run_repeats_the_uninterrupted_run_exactly(tmp_path):
     )
 
     assert len(TRACES) == traces
+    resumed, whole = resumed.state, whole.state
     assert int(resumed.step) == int(whole.step) == 12
     jax.tree.map(np.testing.assert_array_equal, resumed.params, whole.params)
     jax.tree.map(np.testing.assert_array_equal, resumed.opt_state, whole.opt_state)
@@ -252,7 +253,10 @@ def test_run_directories_are_checked_before_training(tmp_path):
         FileNotFoundError, match=r"`run_dir`=.*does not exist: there is nothing to resume"
     ):
         fit(TRAIN_STEP, state, batch_fn, 3, run_dir=tmp_path / "missing", resume=True, **QUIET)
-    fit(TRAIN_STEP, state, batch_fn, 2, run_dir=tmp_path / "run", config={"lr": 1}, **QUIET)
+    fit(
+        TRAIN_STEP, state, batch_fn, 2, run_dir=tmp_path / "run", config={"lr": 1},
+        save_final=False, **QUIET,
+    )  # fmt: skip
     with pytest.raises(FileNotFoundError, match=r"has no checkpoint to resume from"):
         fit(TRAIN_STEP, state, batch_fn, 3, run_dir=tmp_path / "run", resume=True, **QUIET)
     with pytest.raises(FileExistsError, match=r"holds a previous run .* pass resume=True"):
@@ -314,4 +318,49 @@ def test_resume_ignores_only_the_keys_it_is_given(tmp_path):
             resume=True, resume_ignores=("progress",), **QUIET)  # fmt: skip
     resumed = fit(TRAIN_STEP, state, batch_fn, 3, run_dir=run, config={**config, "progress": False},
                   resume=True, resume_ignores=("progress",), **QUIET)  # fmt: skip
-    assert int(resumed.step) == 3
+    assert int(resumed.state.step) == 3
+
+
+def test_fit_returns_exactly_the_lines_it_logged_and_keeps_the_final_state(tmp_path):
+    options = dict(eval_fn=eval_fn, eval_every=4, config=ToyConfig(), log_every=2, **QUIET)
+    result = fit(TRAIN_STEP, initial_state(), batch_fn, 10, run_dir=tmp_path, **options)
+    assert result.train == read_metrics(tmp_path, "train")
+    assert result.eval == read_metrics(tmp_path, "eval")
+    assert [r["step"] for r in result.eval] == [4, 8, 10]
+    # the final state is saved with the config: the trained model can be restored
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [10]
+    restored = restore_checkpoint(result.checkpoint, initial_state(seed=3))
+    jax.tree.map(np.testing.assert_array_equal, restored.state.params, result.params)
+    assert restored.config == json.loads((tmp_path / "config.json").read_text())
+
+
+def test_a_resumed_run_returns_the_lines_of_the_whole_run(tmp_path):
+    options = dict(eval_fn=eval_fn, eval_every=4, checkpoint_every=4, config=ToyConfig(), **QUIET)
+    whole = fit(TRAIN_STEP, initial_state(), batch_fn, 12, run_dir=tmp_path / "whole", **options)
+    fit(TRAIN_STEP, initial_state(), batch_fn, 8, run_dir=tmp_path / "part", **options)
+    resumed = fit(
+        TRAIN_STEP, initial_state(), batch_fn, 12, run_dir=tmp_path / "part", resume=True,
+        **options,
+    )  # fmt: skip
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]
+    assert strip(resumed.train) == strip(whole.train) and len(whole.train) == 12
+    assert strip(resumed.eval) == strip(whole.eval)
+
+
+def test_overwrite_starts_a_fresh_run_over_a_previous_one(tmp_path):
+    fit(TRAIN_STEP, initial_state(), batch_fn, 6, run_dir=tmp_path, checkpoint_every=2, **QUIET)
+    (tmp_path / "figure.png").write_bytes(b"not fit's")  # a file fit did not write stays
+    with pytest.raises(FileExistsError, match="overwrite=True to replace it"):
+        fit(TRAIN_STEP, initial_state(), batch_fn, 3, run_dir=tmp_path, **QUIET)
+    result = fit(
+        TRAIN_STEP, initial_state(), batch_fn, 3, run_dir=tmp_path, overwrite=True,
+        config={"second": True}, **QUIET,
+    )  # fmt: skip
+    assert [r["step"] for r in read_metrics(tmp_path, "train")] == [0, 1, 2]
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [3]
+    assert json.loads((tmp_path / "config.json").read_text()) == {"second": True}
+    assert (tmp_path / "figure.png").read_bytes() == b"not fit's"
+    assert int(result.state.step) == 3
+    with pytest.raises(ValueError, match="not both"):
+        fit(TRAIN_STEP, initial_state(), batch_fn, 3, run_dir=tmp_path, overwrite=True,
+            resume=True, **QUIET)  # fmt: skip

@@ -25,12 +25,8 @@ import pytest
 
 import rnnjax
 from rnnjax.train.step import init_train_state, make_train_step
-from rnnjax.train.tbptt import (
-    ChunkedStream,
-    reset_carry,
-    token_streams,
-    truncated_bptt,
-)
+from rnnjax.data import ChunkedStream, reset_carry, token_streams
+from rnnjax.train.tbptt import truncated_bptt
 
 I, H, B, T = 2, 4, 3, 6
 CELL = rnnjax.ElmanRNN(I, H)

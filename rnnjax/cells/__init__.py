@@ -14,8 +14,10 @@ from rnnjax.cells.minrnn import (
     MinLSTMCarry,
     MinLSTMParams,
 )
+from rnnjax.cells.registry import CELL_NAMES, cell_class, make_cell
 
 __all__ = [
+    "CELL_NAMES",
     "Cell",
     "ClockworkCarry",
     "ClockworkParams",
@@ -38,4 +40,6 @@ __all__ = [
     "MinLSTM",
     "MinLSTMCarry",
     "MinLSTMParams",
+    "cell_class",
+    "make_cell",
 ]

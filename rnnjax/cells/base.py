@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax import checks
 
 Array = jax.Array
 
@@ -61,11 +61,11 @@ class Cell(abc.ABC):
     # -- configuration -------------------------------------------------------
 
     def _check_config(self) -> None:
-        _checks.positive_int("input_size", self.input_size)
-        _checks.positive_int("hidden_size", self.hidden_size)
-        _checks.floating_dtype("dtype", self.dtype)
-        _checks.floating_dtype("param_dtype", self.param_dtype)
-        _checks.floating_dtype("matmul_dtype", getattr(self, "matmul_dtype", None))
+        checks.positive_int("input_size", self.input_size)
+        checks.positive_int("hidden_size", self.hidden_size)
+        checks.floating_dtype("dtype", self.dtype)
+        checks.floating_dtype("param_dtype", self.param_dtype)
+        checks.floating_dtype("matmul_dtype", getattr(self, "matmul_dtype", None))
         for name in ("kernel_init", "recurrent_init", "bias_init"):
             if not callable(getattr(self, name)):
                 raise TypeError(
@@ -129,7 +129,7 @@ class Cell(abc.ABC):
             ) from None
         if any(d < 0 for d in batch_shape):
             raise ValueError(f"`batch_shape` must be non-negative, got {batch_shape}")
-        _checks.floating_dtype("dtype", dtype)
+        checks.floating_dtype("dtype", dtype)
         if dtype is None:
             dtype = self.dtype if self.dtype is not None else self.param_dtype
         shape = (*batch_shape, self.hidden_size)
@@ -166,7 +166,7 @@ class Cell(abc.ABC):
         dtype = self.compute_dtype(params, x.dtype)
         gx = self.matmul(x, params.w_ih, dtype)
         if params.b_ih is not None:
-            gx = gx + params.b_ih.astype(dtype)
+            gx = gx + jax.lax.broadcast_to_rank(params.b_ih.astype(dtype), gx.ndim)
         return gx
 
     @abc.abstractmethod
@@ -179,10 +179,10 @@ class Cell(abc.ABC):
 
         ``x`` has shape ``(*B, I)`` and each carry field ``(*B, H)``.
         """
-        _checks.floating_array("x", x)
-        _checks.feature_size("x", x, self.input_size, "the cell's input_size")
+        checks.floating_array("x", x)
+        checks.feature_size("x", x, self.input_size, "the cell's input_size")
         expected = self.carry_spec(x.shape[:-1], self.compute_dtype(params, x.dtype))
-        _checks.carry_matches("carry", carry, expected)
+        checks.carry_matches("carry", carry, expected)
         return self.recurrence(params, carry, self.project_inputs(params, x))
 
     def matmul(self, a: Array, w: Array, dtype) -> Array:
@@ -200,6 +200,5 @@ class Cell(abc.ABC):
         """``W_hh h + b_hh`` for all gate blocks."""
         gh = self.matmul(h, params.w_hh, dtype)
         if params.b_hh is not None:
-            gh = gh + params.b_hh.astype(dtype)
+            gh = gh + jax.lax.broadcast_to_rank(params.b_hh.astype(dtype), gh.ndim)
         return gh
-

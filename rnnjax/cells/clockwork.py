@@ -63,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax import initializers as inits
 from rnnjax.cells.base import Cell
 
@@ -144,7 +144,7 @@ class ClockworkRNN(Cell):
 
     def __post_init__(self):
         self._check_config()
-        _checks.one_of("nonlinearity", self.nonlinearity, sorted(NONLINEARITIES))
+        checks.one_of("nonlinearity", self.nonlinearity, sorted(NONLINEARITIES))
         H = self.hidden_size
         if (self.num_modules is None) == (self.module_sizes is None):
             raise ValueError(
@@ -152,7 +152,7 @@ class ClockworkRNN(Cell):
                 f"num_modules={self.num_modules!r}, module_sizes={self.module_sizes!r}"
             )
         if self.num_modules is not None:
-            g = _checks.positive_int("num_modules", self.num_modules)
+            g = checks.positive_int("num_modules", self.num_modules)
             if H % g:
                 raise ValueError(
                     f"`num_modules` must divide hidden_size={H} (equal modules), got {g}; "
@@ -215,7 +215,8 @@ class ClockworkRNN(Cell):
         t = jnp.asarray(t)
         if not jnp.issubdtype(t.dtype, jnp.integer):
             raise TypeError(f"`t` must be an integer step count, got dtype {t.dtype}")
-        return t[..., None] % self.unit_periods() == 0
+        periods = jax.lax.broadcast_to_rank(jnp.asarray(self.unit_periods()), t.ndim + 1)
+        return t[..., None] % periods == 0
 
     def num_params(self) -> int:
         """Number of trainable scalars: the masked entries of ``W_hh`` do not count."""
@@ -256,8 +257,9 @@ class ClockworkRNN(Cell):
         w_hh = jnp.where(self.recurrent_mask(), params.w_hh, jnp.zeros_like(params.w_hh))
         a = gx + self.matmul(carry.h, w_hh, dtype)
         if params.b_hh is not None:
-            a = a + params.b_hh.astype(dtype)
-        active = carry.t % self.unit_periods() == 0  # (*B, 1) against (H,) -> (*B, H)
+            a = a + jax.lax.broadcast_to_rank(params.b_hh.astype(dtype), a.ndim)
+        periods = jax.lax.broadcast_to_rank(jnp.asarray(self.unit_periods()), carry.t.ndim)
+        active = carry.t % periods == 0  # (*B, 1) against (1.., H) -> (*B, H)
         h = jnp.where(active, act(a), carry.h)
         return ClockworkCarry(h=h, t=carry.t + 1), h
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax import initializers as inits
 from rnnjax.cells.base import Cell
 
@@ -82,7 +82,7 @@ class ElmanRNN(Cell):
 
     def __post_init__(self):
         self._check_config()
-        _checks.one_of("nonlinearity", self.nonlinearity, sorted(NONLINEARITIES))
+        checks.one_of("nonlinearity", self.nonlinearity, sorted(NONLINEARITIES))
 
     @classmethod
     def irnn(cls, input_size: int, hidden_size: int, scale: float = 1.0, **kwargs) -> ElmanRNN:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax import initializers as inits
 from rnnjax.cells.base import Cell
 
@@ -84,7 +84,7 @@ class GRU(Cell):
 
     def __post_init__(self):
         self._check_config()
-        _checks.one_of("variant", self.variant, VARIANTS)
+        checks.one_of("variant", self.variant, VARIANTS)
 
     def recurrence(self, params: GRUParams, carry: GRUCarry, gx: Array):
         dtype, H, h = gx.dtype, self.hidden_size, carry.h
@@ -100,13 +100,13 @@ class GRU(Cell):
         else:
             gh = self.matmul(h, w_hh[: 2 * H], dtype)
             if b_hh is not None:
-                gh = gh + b_hh[: 2 * H]
+                gh = gh + jax.lax.broadcast_to_rank(b_hh[: 2 * H], gh.ndim)
             h_r, h_z = jnp.split(gh, 2, axis=-1)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
             h_n = self.matmul(r * h, w_hh[2 * H :], dtype)
             if b_hh is not None:
-                h_n = h_n + b_hh[2 * H :]
+                h_n = h_n + jax.lax.broadcast_to_rank(b_hh[2 * H :], h_n.ndim)
             n = jnp.tanh(x_n + h_n)
         h_new = (1.0 - z) * n + z * h
         return GRUCarry(h=h_new), h_new

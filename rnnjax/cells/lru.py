@@ -13,7 +13,7 @@ features, ``N`` the complex state's size (``hidden_size``)::
 The recurrence is linear and diagonal, so a whole sequence is one parallel scan
 over the pairs ``(lambda, gamma * B u_t)`` with the composition
 ``(a1, b1) then (a2, b2) = (a2 a1, a2 b1 + b2)``: see
-:func:`rnnjax.parallel.parallel_unroll`. The outputs have the input's width
+:func:`rnnjax.parallel_unroll`. The outputs have the input's width
 ``I``, not ``N`` (the LRU is meant to sit inside a residual block).
 
 Initialisation (the paper's ``init_lru_parameters``):
@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax.cells.base import Cell
 
 Array = jax.Array
@@ -96,10 +96,10 @@ class LRU(Cell):
     scan_in_log_space = False  # the parallel scan runs on (lambda, gamma B u_t) as they are
 
     def __post_init__(self):
-        _checks.positive_int("input_size", self.input_size)
-        _checks.positive_int("hidden_size", self.hidden_size)
-        _checks.floating_dtype("dtype", self.dtype)
-        _checks.floating_dtype("param_dtype", self.param_dtype)
+        checks.positive_int("input_size", self.input_size)
+        checks.positive_int("hidden_size", self.hidden_size)
+        checks.floating_dtype("dtype", self.dtype)
+        checks.floating_dtype("param_dtype", self.param_dtype)
         for name in ("r_min", "r_max", "max_phase"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -177,7 +177,8 @@ class LRU(Cell):
         gamma = jnp.exp(params.gamma_log.astype(dtype))[:, None]
         bu_re = x @ (gamma * params.B_re.astype(dtype)).T
         bu_im = x @ (gamma * params.B_im.astype(dtype)).T
-        return jnp.concatenate([bu_re, bu_im, x * params.D.astype(dtype)], axis=-1)
+        du = x * jax.lax.broadcast_to_rank(params.D.astype(dtype), x.ndim)
+        return jnp.concatenate([bu_re, bu_im, du], axis=-1)
 
     def _split(self, gx: Array) -> tuple[Array, Array, Array]:
         N = self.hidden_size
@@ -190,7 +191,10 @@ class LRU(Cell):
 
     def recurrence(self, params: LRUParams, carry: LRUCarry, gx: Array):
         bu_re, bu_im, du = self._split(gx)
-        lam_re, lam_im = self.eigenvalues(params, gx.dtype)
+        lam_re, lam_im = (
+            jax.lax.broadcast_to_rank(lam, carry.re.ndim)
+            for lam in self.eigenvalues(params, gx.dtype)
+        )
         re = lam_re * carry.re - lam_im * carry.im + bu_re  # Re(lambda x + gamma B u)
         im = lam_re * carry.im + lam_im * carry.re + bu_im  # Im(lambda x + gamma B u)
         return LRUCarry(re=re, im=im), self._readout(params, re, im, du)

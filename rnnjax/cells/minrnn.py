@@ -30,7 +30,7 @@ where ``g(x) = x + 0.5`` for ``x >= 0`` and ``sigmoid(x)`` for ``x < 0``
 the candidate positive so that its logarithm exists.
 
 Log space (``log_space=True``, the paper's numerically stable version): the
-parallel unroll (:func:`rnnjax.parallel.parallel_unroll`) scans the logarithms of
+parallel unroll (:func:`rnnjax.parallel_unroll`) scans the logarithms of
 the coefficients, written without dividing or subtracting probabilities::
 
     minGRU:   log a_t = -softplus(k_z),   log b_t = -softplus(-k_z) + log g(k_h)
@@ -68,7 +68,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax import initializers as inits
 from rnnjax.cells.base import Cell
 
@@ -107,13 +107,13 @@ class MinLSTMParams(NamedTuple):
 
 class _MinRNN(Cell):
     """What the minGRU and minLSTM share: input-only gates, one weight matrix
-    ``w_ih``, and the parallel form used by :func:`rnnjax.parallel.parallel_unroll`."""
+    ``w_ih``, and the parallel form used by :func:`rnnjax.parallel_unroll`."""
 
     def _check_config(self) -> None:
-        _checks.positive_int("input_size", self.input_size)
-        _checks.positive_int("hidden_size", self.hidden_size)
-        _checks.floating_dtype("dtype", self.dtype)
-        _checks.floating_dtype("param_dtype", self.param_dtype)
+        checks.positive_int("input_size", self.input_size)
+        checks.positive_int("hidden_size", self.hidden_size)
+        checks.floating_dtype("dtype", self.dtype)
+        checks.floating_dtype("param_dtype", self.param_dtype)
         for name in ("kernel_init", "bias_init"):
             if not callable(getattr(self, name)):
                 raise TypeError(

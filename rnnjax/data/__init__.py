@@ -1,5 +1,7 @@
-"""Data utilities: character vocabularies, the built-in corpus and training windows."""
+"""Data utilities: character vocabularies, the built-in corpus, training windows, and
+long streams read in chunks."""
 
+from rnnjax.data.streams import ChunkedStream, NextTokens, StreamChunk, reset_carry, token_streams
 from rnnjax.data.text import (
     CharVocab,
     pydoc_corpus,
@@ -11,9 +13,14 @@ from rnnjax.data.text import (
 
 __all__ = [
     "CharVocab",
+    "ChunkedStream",
+    "NextTokens",
+    "StreamChunk",
     "pydoc_corpus",
     "random_windows",
     "read_text",
+    "reset_carry",
+    "token_streams",
     "train_val_split",
     "unigram_bits_per_char",
 ]

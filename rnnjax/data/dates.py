@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 
 MONTHS = (
     "January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -85,7 +85,7 @@ FORMAT_NAMES = tuple(FORMATS)
 
 def format_date(date: datetime.date, fmt: str) -> str:
     """``date`` written in format ``fmt`` (a name of :data:`FORMATS`)."""
-    _checks.one_of("fmt", fmt, FORMAT_NAMES)
+    checks.one_of("fmt", fmt, FORMAT_NAMES)
     if not isinstance(date, datetime.date):
         raise TypeError(f"`date` must be a datetime.date, got {type(date).__name__}")
     return FORMATS[fmt](date)
@@ -106,9 +106,11 @@ def all_dates(
 
 
 def random_examples(
-    rng: np.random.Generator, dates: Sequence[datetime.date], n: int,
+    rng: np.random.Generator,
+    dates: Sequence[datetime.date],
+    n: int,
     formats: Sequence[str] = FORMAT_NAMES,
-) -> tuple[list[str], list[str], np.ndarray]:  # fmt: skip
+) -> tuple[list[str], list[str], np.ndarray]:
     """``n`` examples: a date drawn uniformly from ``dates``, written in a format
     drawn uniformly from ``formats``.
 
@@ -118,11 +120,11 @@ def random_examples(
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"`rng` must be a numpy.random.Generator, got {type(rng).__name__}")
-    n = _checks.positive_int("n", n)
+    n = checks.positive_int("n", n)
     if len(dates) == 0:
         raise ValueError("`dates` must hold at least one date")
     for fmt in formats:
-        _checks.one_of("formats", fmt, FORMAT_NAMES)
+        checks.one_of("formats", fmt, FORMAT_NAMES)
     picks = rng.integers(len(dates), size=n)
     format_ids = rng.integers(len(formats), size=n).astype(np.int32)
     sources = [FORMATS[formats[f]](dates[i]) for i, f in zip(picks, format_ids, strict=True)]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax.data.conllu import TaggedSentence
 
 TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "NOUN", "PART", "PRON", "PUNCT", "VERB")
@@ -156,7 +156,7 @@ def generate_tagged(rng: np.random.Generator, n: int) -> list[TaggedSentence]:
     """``n`` sentences drawn independently from the grammar, with their tags."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"`rng` must be a numpy.random.Generator, got {type(rng).__name__}")
-    n = _checks.positive_int("n", n)
+    n = checks.positive_int("n", n)
     names = [name for name, _ in _TEMPLATES]
     weights = np.array([w for _, w in _TEMPLATES])
     choices = rng.choice(len(names), size=n, p=weights / weights.sum())

@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 
 NOT = "not"
 BUT, ALTHOUGH = "but", "although"
@@ -134,9 +134,12 @@ class SentimentGrammar:
     def words(self) -> tuple[str, ...]:
         """Every word the grammar can produce, sorted."""
         subject_words = {w for s in self.subjects for w in s}
-        return tuple(sorted(
-            subject_words | {*self.positive, *self.negative, *self.intensifiers, NOT, *CONNECTIVES}
-        ))  # fmt: skip
+        return tuple(
+            sorted(
+                subject_words
+                | {*self.positive, *self.negative, *self.intensifiers, NOT, *CONNECTIVES}
+            )
+        )
 
     # -- the label rules ------------------------------------------------------
 
@@ -191,9 +194,11 @@ class SentimentGrammar:
             return Sentence(tokens[:2], self._clause(rest, tokens))
         cut = cuts[0]
         return Sentence(
-            tokens[:2], self._clause(rest[:cut], tokens), rest[cut],
+            tokens[:2],
+            self._clause(rest[:cut], tokens),
+            rest[cut],
             self._clause(rest[cut + 1 :], tokens),
-        )  # fmt: skip
+        )
 
     def _clause(self, words: tuple[str, ...], sentence: tuple[str, ...]) -> Clause:
         negated = bool(words) and words[0] == NOT
@@ -219,7 +224,7 @@ class SentimentGrammar:
         """``n`` sentences drawn independently, as tuples of words."""
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"`rng` must be a numpy.random.Generator, got {type(rng).__name__}")
-        n = _checks.positive_int("n", n)
+        n = checks.positive_int("n", n)
         out = []
         for _ in range(n):
             subject = self.subjects[rng.integers(len(self.subjects))]

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 
 ADDING_BASELINE_MSE = 1.0 / 6.0
 """MSE of always predicting 1, the mean of the adding problem's target: the
@@ -67,7 +67,7 @@ def random_bits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 def all_bit_strings(length: int) -> np.ndarray:
     """Every string of ``length`` bits, ``(2 ** length, length)`` ``int32``, in
     counting order (row ``i`` is ``i`` in binary, most significant bit first)."""
-    length = _checks.positive_int("length", length)
+    length = checks.positive_int("length", length)
     if length > 20:
         raise ValueError(f"`length` must be at most 20 (2**length rows), got {length}")
     return np.array(list(itertools.product((0, 1), repeat=length)), np.int32)
@@ -121,8 +121,8 @@ def random_padded_bits(
 ) -> PaddedBits:
     """``batch_size`` bit strings of lengths drawn uniformly from ``[1, max_length]``,
     padded to ``max_length`` by :func:`pad_bits`."""
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    max_length = _checks.positive_int("max_length", max_length)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    max_length = checks.positive_int("max_length", max_length)
     lengths = _check_rng(rng).integers(1, max_length + 1, size=batch_size)
     return pad_bits(random_bits(rng, (batch_size, max_length)), lengths, pad_value)
 
@@ -197,10 +197,10 @@ def cue_recall(
       :class:`CueRecall` with ``tokens`` ``(B, distance + 2)`` and ``labels`` ``(B,)``.
     """
     rng = _check_rng(rng)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    distance = _checks.positive_int("distance", distance)
-    num_cues = _checks.positive_int("num_cues", num_cues)
-    num_distractors = _checks.positive_int("num_distractors", num_distractors)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    distance = checks.positive_int("distance", distance)
+    num_cues = checks.positive_int("num_cues", num_cues)
+    num_distractors = checks.positive_int("num_distractors", num_distractors)
     labels = rng.integers(0, num_cues, size=batch_size, dtype=np.int32)
     distractors = rng.integers(
         num_cues, num_cues + num_distractors, size=(batch_size, distance), dtype=np.int32
@@ -230,8 +230,8 @@ def adding_problem(rng: np.random.Generator, batch_size: int, length: int) -> Ad
       :class:`Adding` with ``inputs`` ``(B, T, 2)`` and ``targets`` ``(B,)``.
     """
     rng = _check_rng(rng)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    length = _checks.positive_int("length", length)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    length = checks.positive_int("length", length)
     if length < 2:
         raise ValueError(f"`length` must be at least 2 (one marker per half), got {length}")
     values = rng.uniform(0.0, 1.0, size=(batch_size, length)).astype(np.float32)

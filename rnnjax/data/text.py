@@ -25,7 +25,7 @@ import os
 import jax
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,8 +157,8 @@ def random_windows(
       ``(inputs, targets)``, ``int32`` NumPy arrays of shape ``(B, T)`` with
       ``targets[:, t] == inputs[:, t + 1]``: the next character to predict.
     """
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    seq_len = _checks.positive_int("seq_len", seq_len)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    seq_len = checks.positive_int("seq_len", seq_len)
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"`ids` must be a 1-d integer array, got {ids.dtype} of shape {ids.shape}")
@@ -186,7 +186,7 @@ def unigram_bits_per_char(train_ids: np.ndarray, eval_ids: np.ndarray, vocab_siz
     infinitely surprising). A model that has learned anything from context
     scores below this.
     """
-    vocab_size = _checks.positive_int("vocab_size", vocab_size)
+    vocab_size = checks.positive_int("vocab_size", vocab_size)
     if len(eval_ids) == 0:
         raise ValueError("`eval_ids` is empty")
     counts = np.bincount(np.asarray(train_ids), minlength=vocab_size) + 1.0

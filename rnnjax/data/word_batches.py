@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -66,7 +66,7 @@ class WordVocab:
         """The words of ``sentences`` seen at least ``min_count`` times, sorted,
         after ``specials`` (default ``<pad>`` = 0, ``<unk>`` = 1; ``unk`` is set
         when ``"<unk>"`` is among them)."""
-        min_count = _checks.positive_int("min_count", min_count)
+        min_count = checks.positive_int("min_count", min_count)
         counts = collections.Counter(w for sentence in sentences for w in sentence)
         kept = sorted(w for w, n in counts.items() if n >= min_count and w not in specials)
         words = (*specials, *kept)
@@ -120,7 +120,7 @@ def pad_batch(
     Returns:
       ``(ids, lengths)``: ``int32`` ``(B, T)`` and ``int32`` ``(B,)``.
     """
-    multiple = _checks.positive_int("multiple", multiple)
+    multiple = checks.positive_int("multiple", multiple)
     if len(sequences) == 0:
         raise ValueError("`sequences` must hold at least one sequence")
     lengths = np.array([len(s) for s in sequences], np.int32)

@@ -20,7 +20,7 @@ import collections
 import re
 from collections.abc import Sequence
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax.data.word_batches import UNK, WordVocab
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters and digits, inner apostrophes
@@ -58,7 +58,7 @@ def frequent_words_vocab(tokens: Sequence[str], max_size: int) -> WordVocab:
     Returns:
       A ``WordVocab`` with ``unk="<unk>"`` at id 0.
     """
-    max_size = _checks.positive_int("max_size", max_size)
+    max_size = checks.positive_int("max_size", max_size)
     if isinstance(tokens, str):
         raise TypeError("`tokens` must be a sequence of words (tokenize(text)), got one string")
     counts = collections.Counter(tokens)

@@ -23,13 +23,13 @@ import numpy as np
 
 from rnnjax.cells import GRU, LSTM, Cell, ElmanRNN
 
-_BASES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # + "_l{layer}" (+ "_reverse")
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # + "_l{layer}" (+ "_reverse")
 _FIELDS = ("w_ih", "w_hh", "b_ih", "b_hh")
-_KEYS = tuple(base + "_l0" for base in _BASES)
-_MODES = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "LSTM": None, "GRU": None}
+_KEYS = tuple(base + "_l0" for base in WEIGHT_NAMES)
+TORCH_MODES = {"RNN_TANH": "tanh", "RNN_RELU": "relu", "LSTM": None, "GRU": None}
 
 
-def _torch():
+def import_torch():
     try:
         import torch
     except ImportError as e:  # pragma: no cover - exercised only without torch
@@ -40,7 +40,7 @@ def _torch():
 
 
 def _check_module(module, name: str = "module") -> None:
-    torch = _torch()
+    torch = import_torch()
     if not isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
         raise TypeError(
             f"`{name}` must be a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got "
@@ -65,20 +65,20 @@ def cell_from_torch(module, **cell_kwargs) -> Cell:
     arguments go to the cell's constructor.
     """
     _check_module(module)
-    return _cell_like(module, module.input_size, **cell_kwargs)
+    return cell_like_module(module, module.input_size, **cell_kwargs)
 
 
-def _cell_like(module, input_size: int, **cell_kwargs) -> Cell:
+def cell_like_module(module, input_size: int, **cell_kwargs) -> Cell:
     """The rnnjax cell of one layer of ``module`` (its kind, nonlinearity, hidden
     size and bias), reading ``input_size`` features."""
-    torch = _torch()
+    torch = import_torch()
     common = dict(input_size=input_size, hidden_size=module.hidden_size, use_bias=module.bias)
     common.update(cell_kwargs)
     if isinstance(module, torch.nn.LSTM):
         return LSTM(**{"forget_bias": 0.0, **common})
     if isinstance(module, torch.nn.GRU):
         return GRU(**common)
-    return ElmanRNN(**{"nonlinearity": _MODES[module.mode], **common})
+    return ElmanRNN(**{"nonlinearity": TORCH_MODES[module.mode], **common})
 
 
 def params_from_torch(cell: Cell, module_or_state_dict):
@@ -113,17 +113,17 @@ def params_from_torch(cell: Cell, module_or_state_dict):
             f"{type(cell).__name__}(use_bias={cell.use_bias}) does not hold; expected exactly "
             f"{list(wanted)}"
         )
-    return _cell_params_from_state(cell, state, "_l0")
+    return cell_params_from_state(cell, state, "_l0")
 
 
-def _cell_params_from_state(cell: Cell, state: Mapping, suffix: str):
+def cell_params_from_state(cell: Cell, state: Mapping, suffix: str):
     """The params of ``cell`` from the entries ``weight_ih{suffix}``, ... of a
     ``state_dict`` (``suffix`` ``"_l0"``, ``"_l1_reverse"``, ...), shapes checked.
     Keys the cell does not use are ignored here; the callers check for them."""
     # The container and shapes, traced but not computed; a learned carry starts at zeros.
     reference = jax.eval_shape(cell.init, jax.random.key(0))
     arrays = {"carry0": jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), reference.carry0)}
-    for base, field in zip(_BASES, _FIELDS, strict=True):
+    for base, field in zip(WEIGHT_NAMES, _FIELDS, strict=True):
         if field in ("b_ih", "b_hh") and not cell.use_bias:
             continue
         key = base + suffix
@@ -164,14 +164,14 @@ def to_torch_state_dict(cell: Cell, params) -> dict:
             "`params` hold a learned initial carry, which torch modules do not store; pass it "
             "to the torch module as h0 (and c0) yourself"
         )
-    return _cell_state_from_params(params, "_l0")
+    return cell_state_from_params(params, "_l0")
 
 
-def _cell_state_from_params(params, suffix: str) -> dict:
+def cell_state_from_params(params, suffix: str) -> dict:
     """``{"weight_ih" + suffix: ..., ...}``, float32 ``torch.Tensor``s, in torch's key order."""
-    torch = _torch()
+    torch = import_torch()
     out = {}
-    for base, field in zip(_BASES, _FIELDS, strict=True):
+    for base, field in zip(WEIGHT_NAMES, _FIELDS, strict=True):
         value = getattr(params, field)
         if value is not None:
             out[base + suffix] = torch.from_numpy(np.array(value, dtype=np.float32))
@@ -181,7 +181,7 @@ def _cell_state_from_params(params, suffix: str) -> dict:
 def to_torch(cell: Cell, params, batch_first: bool = True):
     """A new single-layer torch module holding ``params`` (float32)."""
     _check_cell(cell)
-    torch = _torch()
+    torch = import_torch()
     kwargs = dict(
         input_size=cell.input_size,
         hidden_size=cell.hidden_size,

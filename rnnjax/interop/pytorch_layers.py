@@ -35,12 +35,12 @@ import numpy as np
 
 from rnnjax.cells import GRU, LSTM, ElmanRNN
 from rnnjax.interop.pytorch import (
-    _BASES,
-    _MODES,
-    _cell_like,
-    _cell_params_from_state,
-    _cell_state_from_params,
-    _torch,
+    TORCH_MODES,
+    WEIGHT_NAMES,
+    cell_like_module,
+    cell_params_from_state,
+    cell_state_from_params,
+    import_torch,
 )
 from rnnjax.layers.bidirectional import Bidirectional, BidirectionalCarry, BidirectionalParams
 from rnnjax.layers.deep import Deep, DeepCarry, DeepParams
@@ -69,7 +69,7 @@ class _Signature(NamedTuple):
 
 
 def _check_torch_module(module, name: str) -> None:
-    torch = _torch()
+    torch = import_torch()
     if not isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
         raise TypeError(
             f"`{name}` must be a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got "
@@ -160,7 +160,7 @@ def deep_from_torch(module, **cell_kwargs) -> Deep:
     width = module.hidden_size * (2 if module.bidirectional else 1)
     layers = []
     for i in range(module.num_layers):
-        cell = _cell_like(module, module.input_size if i == 0 else width, **cell_kwargs)
+        cell = cell_like_module(module, module.input_size if i == 0 else width, **cell_kwargs)
         layers.append(Bidirectional(cell, cell) if module.bidirectional else cell)
     return Deep(tuple(layers), dropout=float(module.dropout))
 
@@ -203,7 +203,7 @@ def layer_params_from_torch(deep: Deep, module_or_state_dict) -> DeepParams:
     layers = []
     for i, layer in enumerate(deep.layers):
         per_direction = [
-            _cell_params_from_state(cell, state, f"_l{i}{suffix}")
+            cell_params_from_state(cell, state, f"_l{i}{suffix}")
             for cell, suffix in zip(_directions(layer), _SUFFIXES, strict=False)
         ]
         layers.append(
@@ -218,7 +218,7 @@ def _describe(config: NamedTuple) -> str:
 
 def _state_keys(layout: _Layout) -> list[str]:
     """A torch module's ``state_dict`` keys, in torch's order."""
-    bases = _BASES if layout.bias else _BASES[:2]
+    bases = WEIGHT_NAMES if layout.bias else WEIGHT_NAMES[:2]
     suffixes = _SUFFIXES if layout.bidirectional else _SUFFIXES[:1]
     return [
         f"{base}_l{i}{suffix}"
@@ -244,14 +244,14 @@ def layer_to_torch_state_dict(deep: Deep, params: DeepParams) -> dict:
                     f"`params.layers[{i}]{field}` holds a learned initial carry, which torch "
                     "modules do not store; pass it to the torch module as h0 (and c0) yourself"
                 )
-            out.update(_cell_state_from_params(cell_params, f"_l{i}{suffix}"))
+            out.update(cell_state_from_params(cell_params, f"_l{i}{suffix}"))
     return out
 
 
 def layer_to_torch(deep: Deep, params: DeepParams, batch_first: bool = True):
     """A new ``torch.nn.RNN/LSTM/GRU`` with ``deep``'s configuration, ``dropout`` and
     weights (float32)."""
-    torch = _torch()
+    torch = import_torch()
     layout = _torch_layout(deep)
     if deep.dropout_same_across_time and deep.dropout > 0:
         raise ValueError(
@@ -273,7 +273,7 @@ def layer_to_torch(deep: Deep, params: DeepParams, batch_first: bool = True):
     elif layout.mode == "GRU":
         module = torch.nn.GRU(**kwargs)
     else:
-        module = torch.nn.RNN(nonlinearity=_MODES[layout.mode], **kwargs)
+        module = torch.nn.RNN(nonlinearity=TORCH_MODES[layout.mode], **kwargs)
     module.load_state_dict(layer_to_torch_state_dict(deep, params))
     return module
 
@@ -340,7 +340,7 @@ def carry_to_torch(deep: Deep, carry: DeepCarry, *, as_tensors: bool = True):
         flat.extend((c.forward, c.backward) if isinstance(layer, Bidirectional) else (c,))
     fields = flat[0]._fields
     if as_tensors:  # stacked on the host
-        torch = _torch()
+        torch = import_torch()
         stacked = [
             torch.from_numpy(np.stack([np.asarray(getattr(c, f), np.float32) for c in flat]))
             for f in fields

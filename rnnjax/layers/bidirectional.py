@@ -17,7 +17,9 @@ so padding never reaches it, and its output ``b_t`` is written back at the step
 ``t`` it read. Outputs are zero at padded steps ``t >= L``. The final carry is
 ``BidirectionalCarry(forward=cf_{L-1}, backward=cb_0)``: the backward carry is
 the one after reading each sequence's *first* step (PyTorch's ``h_n`` for the
-reverse direction).
+reverse direction). Read once (many-to-one, ``LayerOutput.last``), the layer
+gives each direction's output where it ended, merged: ``[f_{L-1}; b_0]``, both
+having read the whole sequence.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax.cells.base import Cell
-from rnnjax.layers._common import LayerOutput, check_carry_shapes, check_inputs, output_size
-from rnnjax.unroll import unroll
+from rnnjax.layers.protocol import LayerOutput, check_carry_shapes, check_inputs, output_size
+from rnnjax.masking import last_valid
+from rnnjax.timeloop import unroll
 
 Array = jax.Array
 
@@ -71,7 +74,7 @@ class Bidirectional:
                 raise TypeError(
                     f"`{name}` must be an rnnjax cell, got {type(getattr(self, name)).__name__}"
                 )
-        _checks.one_of("merge", self.merge, MERGES)
+        checks.one_of("merge", self.merge, MERGES)
         if self.backward.input_size != self.forward.input_size:
             raise ValueError(
                 f"`backward` must have the forward cell's input_size {self.forward.input_size}, "
@@ -133,7 +136,9 @@ class Bidirectional:
         lengths: Array | None = None,
         mask: Array | None = None,
         time_major: bool = False,
-        impl: str = "scan",
+        impl: str = "auto",
+        key: Array | None = None,
+        train: bool = False,
     ) -> LayerOutput:
         """Run both directions over ``xs`` (two calls of :func:`rnnjax.unroll`).
 
@@ -145,13 +150,18 @@ class Bidirectional:
           lengths: integer ``(*B,)`` valid lengths of right-padded sequences.
           mask: boolean ``(*B, T)`` right-padded mask, instead of ``lengths``.
           time_major: whether time is the leading axis of ``xs`` and the outputs.
-          impl: passed to :func:`rnnjax.unroll` (``"scan"``, ``"fused"``, ...).
+          impl: passed to :func:`rnnjax.unroll` (``"auto"``, ``"scan"``, ``"fused"``, ...).
+          key, train: the sequence-layer protocol's dropout arguments; a
+            bidirectional layer has no dropout and ignores them.
 
         Returns:
-          ``LayerOutput(outputs, carry)``: outputs ``(*B, T, F)`` (``F = 2H`` for
-          ``"concat"``, else ``H``), zero at padded steps, and the final
-          ``BidirectionalCarry`` (module docstring).
+          ``LayerOutput(outputs, carry, last)``: outputs ``(*B, T, F)`` (``F = 2H``
+          for ``"concat"``, else ``H``), zero at padded steps, the final
+          ``BidirectionalCarry``, and ``last`` ``(*B, F)``: the forward output at
+          each sequence's last valid step merged with the backward output at its
+          first step (zeros for empty sequences; module docstring).
         """
+        del key, train  # no dropout inside one layer (Deep drops out between layers)
         if not isinstance(params, BidirectionalParams):
             raise TypeError(f"`params` must be BidirectionalParams, got {type(params).__name__}")
         batch_shape, lengths = check_inputs(
@@ -164,9 +174,20 @@ class Bidirectional:
         run = dict(lengths=lengths, time_major=time_major, impl=impl)
         fwd = unroll(self.forward, params.forward, xs, carry.forward, **run)
         bwd = unroll(self.backward, params.backward, xs, carry.backward, reverse=True, **run)
+        time_axis = 0 if time_major else xs.ndim - 2
+        num_steps = xs.shape[time_axis]
+        ended = None if lengths is None else jnp.clip(lengths, 0, num_steps)
+        forward_last = last_valid(fwd.outputs, ended, time_major=time_major)
+        # The backward direction ended at step 0 (zero there for empty sequences).
+        if num_steps == 0:
+            shape = forward_last.shape[:-1] + bwd.outputs.shape[-1:]
+            backward_first = jnp.zeros(shape, bwd.outputs.dtype)
+        else:
+            backward_first = jnp.take(bwd.outputs, 0, axis=time_axis)
         return LayerOutput(
             outputs=self.merge_outputs(fwd.outputs, bwd.outputs),
             carry=BidirectionalCarry(forward=fwd.carry, backward=bwd.carry),
+            last=self.merge_outputs(forward_last, backward_first),
         )
 
     def merge_outputs(self, forward: Array, backward: Array) -> Array:

@@ -32,22 +32,23 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
-from rnnjax.cells import GRU, LSTM, Cell, ElmanRNN
-from rnnjax.layers._common import (
+from rnnjax import checks
+from rnnjax.cells import Cell, cell_class
+from rnnjax.layers.bidirectional import MERGES, Bidirectional
+from rnnjax.layers.dropout import check_rate, dropout
+from rnnjax.layers.protocol import (
     LayerOutput,
+    apply_layer,
     check_carry_shapes,
     check_inputs,
     output_size,
     valid_steps,
 )
-from rnnjax.layers.bidirectional import MERGES, Bidirectional
-from rnnjax.layers.dropout import check_rate, dropout
-from rnnjax.unroll import unroll
+from rnnjax.masking import last_valid
 
 Array = jax.Array
 
-MODES = {"rnn": ElmanRNN, "lstm": LSTM, "gru": GRU}
+MODES = ("rnn", "lstm", "gru")  # Deep.stack's modes: torch.nn.RNN, LSTM and GRU
 
 
 class DeepParams(NamedTuple):
@@ -160,12 +161,12 @@ class Deep:
         ``hidden_size`` features, or ``2 * hidden_size`` when bidirectional
         with ``merge="concat"``.
         """
-        _checks.one_of("mode", mode, sorted(MODES))
-        _checks.positive_int("num_layers", num_layers)
+        checks.one_of("mode", mode, MODES)
+        checks.positive_int("num_layers", num_layers)
         if not isinstance(bidirectional, bool):
             raise TypeError(f"`bidirectional` must be a bool, got {bidirectional!r}")
-        _checks.one_of("merge", merge, MERGES)
-        cell_type = MODES[mode]
+        checks.one_of("merge", merge, MERGES)
+        cell_type = cell_class(mode)
         width = 2 * hidden_size if bidirectional and merge == "concat" else hidden_size
         layers = []
         for i in range(num_layers):
@@ -253,7 +254,7 @@ class Deep:
         time_major: bool = False,
         key: Array | None = None,
         train: bool = False,
-        impl: str = "scan",
+        impl: str = "auto",
     ) -> LayerOutput:
         """Run the stack over ``xs``, one layer at a time (module docstring).
 
@@ -268,11 +269,13 @@ class Deep:
           key: a ``jax.random`` key for the dropout masks (required when
             ``train`` and ``dropout > 0`` with two layers or more).
           train: apply dropout; ``False`` (default) is evaluation: no dropout.
-          impl: passed to every :func:`rnnjax.unroll` (``"scan"``, ``"fused"``, ...).
+          impl: passed to every :func:`rnnjax.unroll` (``"auto"``, ``"scan"``, ...).
 
         Returns:
-          ``LayerOutput(outputs, carry)``: the top layer's outputs, zero at
-          padded steps, and ``DeepCarry`` of every layer's final carry.
+          ``LayerOutput(outputs, carry, last)``: the top layer's outputs, zero at
+          padded steps, ``DeepCarry`` of every layer's final carry, and the top
+          layer's many-to-one reading (its ``last``; with a residual top layer,
+          plus its input at each sequence's last valid step).
         """
         self._check_params(params)
         batch_shape, lengths = check_inputs(
@@ -298,26 +301,27 @@ class Deep:
         time_axis = 0 if time_major else xs.ndim - 2
         valid = valid_steps(lengths, xs.shape[time_axis], time_major=time_major)
         residual = self.residual_layers
-        h, finals = xs, []
+        ended = None if lengths is None else jnp.clip(lengths, 0, xs.shape[time_axis])
+        h, finals, last = xs, [], None
         for i, (layer, p, c) in enumerate(zip(self.layers, params.layers, carries, strict=True)):
             if i > 0 and drop:
                 h = dropout(
-                    keys[i - 1], h, self.dropout, time_axis=time_axis,
+                    keys[i - 1],
+                    h,
+                    self.dropout,
+                    time_axis=time_axis,
                     same_across_time=self.dropout_same_across_time,
-                )  # fmt: skip
-            if isinstance(layer, Bidirectional):
-                out = layer.apply(p, h, c, lengths=lengths, time_major=time_major, impl=impl)
-                y, final = out.outputs, out.carry
-            else:
-                out = unroll(layer, p, h, c, lengths=lengths, time_major=time_major, impl=impl)
-                y, final = out.outputs, out.carry
+                )
+            out = apply_layer(layer, p, h, c, lengths=lengths, time_major=time_major, impl=impl)
+            y, last = out.outputs, out.last
             if i in residual:
                 y = y + h
+                last = last + last_valid(h, ended, time_major=time_major)
                 if valid is not None:  # padded inputs must not leak into the outputs
                     y = jnp.where(valid, y, jnp.zeros_like(y))
             h = y
-            finals.append(final)
-        return LayerOutput(outputs=h, carry=DeepCarry(layers=tuple(finals)))
+            finals.append(out.carry)
+        return LayerOutput(outputs=h, carry=DeepCarry(layers=tuple(finals)), last=last)
 
     def step(self, params: DeepParams, carry: DeepCarry, x: Array) -> tuple[DeepCarry, Array]:
         """One time step through every layer: ``(carry_{t-1}, x_t) -> (carry_t, y_t)``.
@@ -335,8 +339,8 @@ class Deep:
                     "(use `apply`)"
                 )
         self._check_params(params)
-        _checks.floating_array("x", x)
-        _checks.feature_size("x", x, self.input_size, "the layer's input_size")
+        checks.floating_array("x", x)
+        checks.feature_size("x", x, self.input_size, "the layer's input_size")
         check_carry_shapes("carry", carry, self.carry_spec(x.shape[:-1], jnp.float32))
         residual = self.residual_layers
         h, finals = x, []

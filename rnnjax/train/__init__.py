@@ -6,9 +6,11 @@ Every experiment trains through these pieces (one concern per module):
   :func:`make_train_step`, a jit-compiled step with global-norm gradient
   clipping, the gradient norm and the learning rate reported every step;
 - ``tbptt.py``: truncated BPTT, inside one loss (:func:`truncated_bptt`) or
-  statefully over a corpus (:class:`ChunkedStream`, :func:`token_streams`);
-- ``metrics.py``: token-weighted loss, accuracy, perplexity and bits per
-  character over batches of any sizes (:func:`token_counts`, :func:`evaluate`);
+  statefully over a corpus (the streams of :mod:`rnnjax.data.streams`,
+  re-exported here: :class:`ChunkedStream`, :func:`token_streams`);
+- :mod:`rnnjax.metrics` (re-exported here): token-weighted loss, accuracy,
+  perplexity and bits per character over batches of any sizes
+  (:func:`token_counts`, :func:`evaluate`);
 - ``checkpoint.py``: atomic, pickle-free checkpoints (``.npz`` + ``.json``);
 - ``guard.py``: :class:`NonFiniteError`, a NaN/Inf stops the run at its step;
 - ``logs.py`` and ``plots.py``: ``metrics.jsonl``, the progress bar, loss curves;
@@ -18,9 +20,12 @@ A minimal run::
 
     step = make_train_step(loss_fn, optax.adam(1e-3))          # loss_fn(params, batch, key) -> (loss, aux)
     state = init_train_state(params, optax.adam(1e-3), jax.random.key(0))
-    state = fit(step, state, batch_fn, 1000, run_dir="runs/x", checkpoint_every=100)
+    result = fit(step, state, batch_fn, 1000, run_dir="runs/x", checkpoint_every=100)
+    result.state, result.eval[-1]                              # the final state, the last evaluation
 """
 
+from rnnjax.data.streams import ChunkedStream, NextTokens, StreamChunk, reset_carry, token_streams
+from rnnjax.metrics import TokenCounts, evaluate, summarize, token_counts
 from rnnjax.train.checkpoint import (
     Restored,
     latest_checkpoint,
@@ -30,8 +35,7 @@ from rnnjax.train.checkpoint import (
 )
 from rnnjax.train.guard import NonFiniteError
 from rnnjax.train.logs import read_metrics
-from rnnjax.train.loop import fit
-from rnnjax.train.metrics import TokenCounts, evaluate, summarize, token_counts
+from rnnjax.train.loop import FitResult, fit
 from rnnjax.train.plots import plot_metrics
 from rnnjax.train.step import (
     StepMetrics,
@@ -41,17 +45,11 @@ from rnnjax.train.step import (
     init_train_state,
     make_train_step,
 )
-from rnnjax.train.tbptt import (
-    ChunkedStream,
-    NextTokens,
-    StreamChunk,
-    reset_carry,
-    token_streams,
-    truncated_bptt,
-)
+from rnnjax.train.tbptt import truncated_bptt
 
 __all__ = [
     "ChunkedStream",
+    "FitResult",
     "NextTokens",
     "NonFiniteError",
     "Restored",

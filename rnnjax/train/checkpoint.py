@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 
 FORMAT = "rnnjax.train.checkpoint/1"
 _JSON = re.compile(r"^checkpoint_(\d+)\.json$")
@@ -119,7 +119,7 @@ def save_checkpoint(directory, state, step: int, *, config=None, keep: int | Non
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         raise ValueError(f"`step` must be a non-negative integer, got {step!r}")
     if keep is not None:
-        keep = _checks.positive_int("keep", keep)
+        keep = checks.positive_int("keep", keep)
     config = config_to_json(config)
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)

@@ -31,10 +31,13 @@ class JsonlWriter:
         self.path = os.fspath(path)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
 
-    def write(self, row: dict[str, Any]) -> None:
-        """Append ``row`` (a dict of JSON values) as one line."""
-        self._file.write(json.dumps(row) + "\n")
+    def write(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Append ``row`` (a dict of JSON values) as one line; return it as it
+        would be read back (the JSON round trip: tuples become lists, ...)."""
+        line = json.dumps(row)
+        self._file.write(line + "\n")
         self._file.flush()
+        return json.loads(line)
 
     def close(self) -> None:
         self._file.close()

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from rnnjax import _checks
+from rnnjax import checks
 from rnnjax.train.checkpoint import (
     config_to_json,
     latest_checkpoint,
@@ -44,7 +45,7 @@ from rnnjax.train.checkpoint import (
     save_checkpoint,
 )
 from rnnjax.train.guard import check_finite
-from rnnjax.train.logs import METRICS_FILE, JsonlWriter, progress_bar, rewind_metrics
+from rnnjax.train.logs import METRICS_FILE, JsonlWriter, progress_bar, read_metrics, rewind_metrics
 from rnnjax.train.plots import plot_metrics
 from rnnjax.train.step import TrainState
 
@@ -52,6 +53,20 @@ CHECKPOINT_DIR = "checkpoints"
 CONFIG_FILE = "config.json"
 PLOT_FILE = "metrics.png"
 _TRAIN_KEYS = {"split", "step", "time", "loss", "grad_norm", "lr", "items_per_second"}
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns: the final state and every line of the run's log."""
+
+    state: TrainState  # after num_steps steps
+    train: list[dict[str, Any]]  # the train lines of metrics.jsonl, in order (resumed runs: all)
+    eval: list[dict[str, Any]]  # the eval lines, in order
+    checkpoint: str | None  # the path of the last checkpoint saved (None: none saved)
+
+    @property
+    def params(self):
+        """The trained parameters, ``state.params``."""
+        return self.state.params
 
 
 def fit(
@@ -62,17 +77,19 @@ def fit(
     *,
     run_dir,
     resume: bool = False,
+    overwrite: bool = False,
     config=None,
     resume_ignores: Collection[str] = (),
     eval_fn: Callable[[Any], Mapping[str, float]] | None = None,
     eval_every: int | None = None,
     checkpoint_every: int | None = None,
+    save_final: bool = True,
     keep_checkpoints: int | None = 3,
     log_every: int = 1,
     items_per_step: int | None = None,
     progress: bool = True,
     plot: bool = True,
-) -> TrainState:
+) -> FitResult:
     """Train until ``state.step == num_steps``, logging, evaluating and checkpointing.
 
     Args:
@@ -83,10 +100,14 @@ def fit(
         deterministic in ``step`` for exact resume (see the module docstring).
       num_steps: total number of steps of the run (resumed runs included).
       run_dir: the run directory (created). A fresh run refuses a directory that
-        holds a previous run's metrics or checkpoints.
+        holds a previous run's metrics or checkpoints, unless ``overwrite``.
       resume: continue from the latest checkpoint in ``run_dir``: restore it,
         drop the lines ``metrics.jsonl`` got after it, and run the remaining
         steps. The directory and a checkpoint must exist.
+      overwrite: start a fresh run over a previous run in ``run_dir``: its
+        ``config.json``, ``metrics.jsonl``, ``metrics.png`` and checkpoints are
+        removed first (other files in the directory are left alone). Not with
+        ``resume``.
       config: the run config (a dict or a dataclass of JSON values), written to
         ``config.json`` and into every checkpoint; on resume it must equal the
         checkpoint's (a changed config would not continue the same run).
@@ -97,7 +118,12 @@ def fit(
       eval_every: evaluate after every ``eval_every`` steps; with ``eval_fn``
         the run also evaluates at its end.
       checkpoint_every: save after every ``checkpoint_every`` steps and at the
-        end; ``None``: no checkpoints.
+        end; ``None``: only at the end (with ``save_final``).
+      save_final: save the final state (parameters, optimizer state, step, key,
+        carry and ``config``) as a checkpoint at the end, so that the trained
+        model is kept in the run directory and can be restored
+        (:func:`rnnjax.train.restore_checkpoint`); ``False`` with
+        ``checkpoint_every=None`` saves nothing.
       keep_checkpoints: how many checkpoints to keep (``None``: all).
       log_every: write a train line for every ``log_every``-th step; values are
         read from the device (and checked for NaN/Inf) at least this often.
@@ -107,12 +133,16 @@ def fit(
       plot: write ``metrics.png`` (:func:`rnnjax.train.plot_metrics`) at the end.
 
     Returns:
-      The final :class:`TrainState`.
+      :class:`FitResult` ``(state, train, eval, checkpoint)``: the final state,
+      every train and eval line of ``metrics.jsonl`` (as :func:`read_metrics`
+      would read them back; a resumed run's earlier lines included) and the
+      last checkpoint's path.
 
     Raises:
       NonFiniteError: a step's loss or gradient was NaN or Inf; names the step.
       FileNotFoundError: ``resume=True`` without a run directory or a checkpoint in it.
-      FileExistsError: a fresh run in a directory that holds a previous run.
+      FileExistsError: a fresh run in a directory that holds a previous run
+        (pass ``overwrite=True`` or ``resume=True``).
     """
     if not callable(train_step) or not callable(batch_fn):
         name, bad = (
@@ -123,8 +153,8 @@ def fit(
         raise TypeError(
             f"`state` must be a TrainState (init_train_state), got {type(state).__name__}"
         )
-    num_steps = _checks.positive_int("num_steps", num_steps)
-    log_every = _checks.positive_int("log_every", log_every)
+    num_steps = checks.positive_int("num_steps", num_steps)
+    log_every = checks.positive_int("log_every", log_every)
     for name, value in [
         ("eval_every", eval_every),
         ("checkpoint_every", checkpoint_every),
@@ -132,11 +162,18 @@ def fit(
         ("items_per_step", items_per_step),
     ]:
         if value is not None:
-            _checks.positive_int(name, value)
+            checks.positive_int(name, value)
     if eval_every is not None and eval_fn is None:
         raise ValueError(f"`eval_every`={eval_every} needs an `eval_fn` to evaluate with")
     if eval_fn is not None and not callable(eval_fn):
         raise TypeError(f"`eval_fn` must be callable, got {type(eval_fn).__name__}")
+    for name, value in (("resume", resume), ("overwrite", overwrite), ("save_final", save_final)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{name}` must be a bool, got {value!r}")
+    if resume and overwrite:
+        raise ValueError(
+            "give `resume=True` (continue the run) or `overwrite=True` (replace it), not both"
+        )
     if run_dir is None:
         raise ValueError("`run_dir` must be a directory path, got None")
     run_dir = os.fspath(run_dir)
@@ -152,15 +189,20 @@ def fit(
             ) from e
 
     last_checkpoint = None
+    logged: list[dict[str, Any]] = []
     if resume:
         state, last_checkpoint = _resume(
             run_dir, checkpoint_dir, metrics_path, state, config, frozenset(resume_ignores)
         )
+        logged = read_metrics(metrics_path) if os.path.exists(metrics_path) else []
     else:
+        if overwrite:
+            _remove_run(run_dir, checkpoint_dir, metrics_path)
         if list_checkpoints(checkpoint_dir) or os.path.exists(metrics_path):
             raise FileExistsError(
                 f"`run_dir`={run_dir!r} holds a previous run (metrics or checkpoints); pass "
-                "resume=True to continue it, or choose a new directory"
+                "resume=True to continue it, overwrite=True to replace it, or choose a new "
+                "directory"
             )
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
@@ -194,15 +236,17 @@ def fit(
                 for step, loss, grad_norm, lr, aux in values:
                     check_finite(step, float(loss), float(grad_norm), last_checkpoint)
                     if step % log_every == 0:
-                        writer.write(_train_row(step, loss, grad_norm, lr, aux, now, rate))
+                        logged.append(
+                            writer.write(_train_row(step, loss, grad_norm, lr, aux, now, rate))
+                        )
                 shown = f"loss {float(values[-1][1]):.4f}"
                 bar.set_postfix_str(
                     shown + (f", {rate:,.0f} items/s" if rate else ""), refresh=False
                 )
             bar.update(1)
             if due_eval:
-                writer.write(_eval_row(done, eval_fn(state.params)))
-            if due_checkpoint:
+                logged.append(writer.write(_eval_row(done, eval_fn(state.params))))
+            if due_checkpoint or (save_final and done == num_steps):
                 last_checkpoint = save_checkpoint(
                     checkpoint_dir, state, done, config=config, keep=keep_checkpoints
                 )
@@ -211,7 +255,24 @@ def fit(
         bar.close()
     if plot:
         plot_metrics(metrics_path, os.path.join(run_dir, PLOT_FILE))
-    return state
+    return FitResult(
+        state=state,
+        train=[row for row in logged if row.get("split") == "train"],
+        eval=[row for row in logged if row.get("split") == "eval"],
+        checkpoint=last_checkpoint,
+    )
+
+
+def _remove_run(run_dir: str, checkpoint_dir: str, metrics_path: str) -> None:
+    """Remove what :func:`fit` wrote in ``run_dir`` (for ``overwrite=True``)."""
+    for path in (
+        metrics_path,
+        os.path.join(run_dir, PLOT_FILE),
+        os.path.join(run_dir, CONFIG_FILE),
+    ):
+        if os.path.exists(path):
+            os.remove(path)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 def _without(config, keys: frozenset):

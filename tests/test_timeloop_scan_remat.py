@@ -236,7 +236,7 @@ def backward_temp_bytes(cell, num_steps, remat, loss="outputs", batch=4):
     xs = jnp.ones((batch, num_steps, cell.input_size), jnp.float32)
 
     def f(params, xs):
-        result = rnnjax.unroll(cell, params, xs, remat=remat)
+        result = rnnjax.unroll(cell, params, xs, remat=remat, impl="scan")
         return jnp.sum(result.outputs if loss == "outputs" else result.carry.h)
 
     compiled = jax.jit(jax.grad(f)).lower(params, xs).compile()

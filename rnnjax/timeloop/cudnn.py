@@ -1,11 +1,16 @@
 """The LSTM on NVIDIA GPUs through cuDNN, via ``jax.experimental.rnn``.
 
-``cudnn_unroll`` computes what :func:`rnnjax.unroll` computes for an
-``rnnjax.LSTM`` (outputs, final carry and gradients, up to floating-point
-rounding) with cuDNN's fused LSTM kernels, forward and backward.
-``rnnjax.unroll(..., impl="cudnn")`` (or ``impl="auto"``) dispatches here
-when :func:`unsupported_reason` finds nothing in the way, and otherwise
-runs the plain scan.
+This back-end computes what the scan (:mod:`rnnjax.timeloop.scan`) computes
+for an ``rnnjax.LSTM`` (outputs, final carry and gradients, up to
+floating-point rounding) with cuDNN's fused LSTM kernels, forward and backward.
+``rnnjax.unroll(..., impl="cudnn")`` runs here when :func:`unsupported_reason`
+finds nothing in the way, and otherwise runs the scan.
+
+``impl="auto"`` does not choose it yet: no GPU has run this path. Once the
+GPU check (``python -m experiments.benchmarks.gpu_check`` on a CUDA machine)
+has verified its values and gradients against the scan and recorded them under
+``results/``, :data:`VERIFIED_ON_GPU` is set and ``"auto"`` takes it for the
+LSTM on CUDA GPUs.
 
 The conversion is a copy: rnnjax's LSTM already uses PyTorch's layout and gate
 order (i, f, g, o), which is cuDNN's. ``jax.experimental.rnn.lstm`` takes the
@@ -28,17 +33,19 @@ Where it applies (otherwise ``impl="cudnn"`` falls back to the scan): the cell
 is an ``rnnjax.LSTM`` (exactly: a subclass may change the equations) without
 mixed precision, the compute dtype is float32 (``jax.experimental.rnn``
 supports no other), JAX's default backend is a CUDA GPU with
-``jax.experimental.rnn`` importable, and neither ``return_carries`` nor
-``remat`` is asked for (cuDNN keeps its own workspace; it stores no carries).
-Like every ``custom_vjp`` it supports reverse-mode differentiation only.
+``jax.experimental.rnn`` importable, neither ``return_carries`` nor ``remat``
+is asked for (cuDNN keeps its own workspace; it stores no carries), and the
+inputs are not being differentiated in forward mode (``jax.experimental.rnn``
+is a ``custom_vjp``: reverse mode only).
 
 Float32 means TF32 may be used by cuDNN unless the matmul precision in force is
 ``"highest"`` (``with jax.default_matmul_precision("highest"):``), which
 ``jax.experimental.rnn`` passes on to cuDNN.
 
 The cuDNN kernel runs on GPUs only. The tests run everything else in this
-module on the CPU by passing ``kernel=`` a function with the same signature
-built from ``jax.experimental.rnn.lstm_ref`` (its reference LSTM in JAX).
+module on the CPU by replacing :func:`kernel` with a function of the same
+signature built from ``jax.experimental.rnn.lstm_ref`` (its reference LSTM in
+JAX).
 """
 
 from __future__ import annotations
@@ -53,40 +60,66 @@ import jax.numpy as jnp
 
 from rnnjax.cells import LSTM, LSTMCarry
 from rnnjax.masking import reverse_padded, sequence_mask
-from rnnjax.unroll import Unrolled
+from rnnjax.timeloop.common import Loop, Unrolled, in_forward_mode
 
 Array = jax.Array
 
-__all__ = ["cudnn_unroll", "pack_lstm_weights", "unpack_lstm_weights", "unsupported_reason"]
+NAME = "cudnn"
+
+# Whether the GPU check has run this path on a real CUDA GPU and found its values
+# and gradients equal to the scan's (results/gpu/). Until then impl="auto" does
+# not choose it; impl="cudnn" still runs it.
+VERIFIED_ON_GPU = False
 
 
-def unsupported_reason(
-    cell, params, xs_dtype, *, return_carries=False, remat=None, backend=None
-) -> str | None:
-    """Why :func:`cudnn_unroll` cannot run this case (a sentence), or None if it can.
-
-    ``backend`` defaults to ``jax.default_backend()``; the tests pass ``"gpu"``
-    to check the other conditions on a CPU.
-    """
+def unsupported_reason(loop: Loop, platform: str) -> str | None:
+    """Why cuDNN cannot run ``loop`` (a sentence), or None if it can."""
+    cell = loop.cell
     if type(cell) is not LSTM:
         return f"cuDNN runs rnnjax.LSTM only, not {type(cell).__name__}"
     if cell.matmul_dtype is not None:
         return "cuDNN through jax.experimental.rnn has no mixed precision (matmul_dtype)"
-    dtype = cell.compute_dtype(params, xs_dtype)
+    dtype = cell.compute_dtype(loop.params, loop.xs.dtype)
     if dtype != jnp.float32:
         return f"jax.experimental.rnn supports float32 only, the compute dtype is {dtype}"
-    if return_carries:
+    if loop.return_carries:
         return "cuDNN does not return the carry of every step (return_carries=True)"
-    if remat is not None:
-        return f"cuDNN keeps its own workspace; remat={remat!r} does not apply"
-    backend = current_backend() if backend is None else backend
-    if backend not in ("gpu", "cuda"):
-        return f"cuDNN needs a CUDA GPU; JAX's default backend is {backend!r}"
+    if loop.remat is not None:
+        return f"cuDNN keeps its own workspace; remat={loop.remat!r} does not apply"
+    if loop.is_empty:
+        return "there are no steps or no sequences to run"
+    if platform not in ("gpu", "cuda"):
+        return f"cuDNN needs a CUDA GPU; JAX's default backend is {platform!r}"
+    if in_forward_mode(loop.params, loop.xs, loop.carry):
+        return "forward-mode differentiation (jax.jvp, jax.jacfwd) of a custom_vjp is impossible"
     try:
         importlib.import_module("jax.experimental.rnn")
     except ImportError as e:  # pragma: no cover - depends on the jax version
         return f"jax.experimental.rnn cannot be imported: {e}"
     return None
+
+
+def auto_reason(loop: Loop, platform: str) -> str | None:
+    """Why ``impl="auto"`` passes cuDNN by (None once :data:`VERIFIED_ON_GPU`)."""
+    if VERIFIED_ON_GPU:
+        return None
+    return (
+        "not yet verified on a real GPU (run `python -m experiments.benchmarks.gpu_check` "
+        "on a CUDA machine); impl='cudnn' still runs it"
+    )
+
+
+def run(loop: Loop) -> Unrolled:
+    return _cudnn_scan(
+        loop.cell,
+        loop.params,
+        loop.xs,
+        loop.carry,
+        loop.lengths,
+        loop.time_major,
+        loop.reverse,
+        kernel(),
+    )
 
 
 def pack_lstm_weights(cell: LSTM, params, dtype=jnp.float32) -> Array:
@@ -112,36 +145,12 @@ def unpack_lstm_weights(cell: LSTM, flat: Array) -> tuple[Array, Array, Array, A
     return w_ih.reshape(4 * H, I), w_hh.reshape(4 * H, H), b_ih, b_hh
 
 
-def current_backend() -> str:
-    """``jax.default_backend()``: the one place the dispatch asks (tests replace it)."""
-    return jax.default_backend()
-
-
-def _cudnn_kernel():
+def kernel() -> Callable:
+    """``jax.experimental.rnn.lstm``: the one place the kernel is looked up (the
+    tests replace it with one built from ``lstm_ref`` to run this module on a CPU)."""
     from jax.experimental import rnn
 
     return rnn.lstm
-
-
-def cudnn_unroll(
-    cell: LSTM,
-    params,
-    xs: Array,
-    carry: LSTMCarry,
-    lengths: Array | None,
-    *,
-    time_major: bool = False,
-    reverse: bool = False,
-    kernel: Callable | None = None,
-) -> Unrolled:
-    """The LSTM over ``xs`` by cuDNN; what :func:`rnnjax.unroll` returns.
-
-    Called by ``rnnjax.unroll`` after its argument checks (``carry`` is given,
-    ``lengths`` checked or None). ``kernel`` replaces
-    ``jax.experimental.rnn.lstm`` (same signature), for tests off the GPU.
-    """
-    kernel = _cudnn_kernel() if kernel is None else kernel
-    return _cudnn_scan(cell, params, xs, carry, lengths, time_major, reverse, kernel)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6, 7))
@@ -166,9 +175,17 @@ def _cudnn_scan(cell, params, xs, carry, lengths, time_major, reverse, kernel):
     empty = flat_lengths == 0  # cuDNN needs lengths >= 1
     kernel_lengths = jnp.maximum(flat_lengths, 1)
     ys, h_n, c_n = kernel(
-        x, h0, c0, weights, kernel_lengths, input_size=cell.input_size, hidden_size=H,
-        num_layers=1, dropout=0.0, bidirectional=False,
-    )  # fmt: skip
+        x,
+        h0,
+        c0,
+        weights,
+        kernel_lengths,
+        input_size=cell.input_size,
+        hidden_size=H,
+        num_layers=1,
+        dropout=0.0,
+        bidirectional=False,
+    )
     h_n = jnp.where(empty[:, None], h0[0], h_n[0])
     c_n = jnp.where(empty[:, None], c0[0], c_n[0])
     if lengths is not None:

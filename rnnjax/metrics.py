@@ -119,7 +119,7 @@ def evaluate(count_fn: Callable, params, batches: Iterable, *, carry=None) -> di
         - ``carry=None``: ``count_fn(params, batch) -> TokenCounts``;
         - with ``carry``: ``count_fn(params, carry, batch) -> (TokenCounts, carry)``,
           the carry passed from batch to batch, for consecutive chunks of a
-          stream (:class:`rnnjax.train.tbptt.ChunkedStream`): every token is
+          stream (:class:`rnnjax.data.ChunkedStream`): every token is
           then predicted with all the context before it.
       params: the model's parameters.
       batches: an iterable of batches (a list, a generator, a ``ChunkedStream``).

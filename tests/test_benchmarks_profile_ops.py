@@ -1,4 +1,4 @@
-"""``experiments.profile_ops``: the op-level XLA profile of a benchmark workload.
+"""``experiments.benchmarks.profile_ops``: the op-level XLA profile of a benchmark workload.
 
 The HLO classifier is checked on a hand-written module; one tiny profile run
 checks that the fused LSTM's loop matmuls are found in the loops, T runs per
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from experiments import profile_ops
+from experiments.benchmarks import profile_ops
 
 HLO = """\
 HloModule m

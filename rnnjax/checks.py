@@ -104,3 +104,38 @@ def lengths_array(name: str, lengths, batch_shape: tuple[int, ...], num_steps: i
                 f"got a maximum of {int(values.max())}"
             )
     return jnp.asarray(lengths)
+
+
+def token_ids(name: str, tokens, vocab_size: int, *, min_ndim: int = 0):
+    """Integer ids in ``[0, vocab_size)`` (values checked when concrete), as int32."""
+    if not hasattr(tokens, "dtype"):
+        tokens = np.asarray(tokens)
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+        raise TypeError(f"`{name}` must be integer token ids, got dtype {tokens.dtype}")
+    if tokens.ndim < min_ndim:
+        raise ValueError(
+            f"`{name}` must have at least {min_ndim} dimension(s) (*B, T), got shape "
+            f"{tuple(tokens.shape)}"
+        )
+    if is_concrete(tokens) and tokens.size:
+        values = np.asarray(tokens)
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= vocab_size:
+            raise ValueError(
+                f"`{name}` must hold ids in [0, {vocab_size}) (the vocabulary), got values "
+                f"from {low} to {high}"
+            )
+    return jnp.asarray(tokens).astype(jnp.int32)
+
+
+def vector(name: str, x, batch_shape: tuple[int, ...], size: int, what: str):
+    """A floating ``(*batch_shape, size)`` array (``what`` says what ``size`` is)."""
+    if x is None:
+        raise ValueError(f"`{name}` must have shape {(*batch_shape, size)} ({what}), got None")
+    floating_array(name, x)
+    if tuple(x.shape) != (*batch_shape, size):
+        raise ValueError(
+            f"`{name}` must have shape {(*batch_shape, size)} (batch shape, {what}), "
+            f"got {tuple(x.shape)}"
+        )
+    return x

@@ -22,10 +22,7 @@ import pytest
 from jax.test_util import check_grads
 
 import rnnjax
-from rnnjax import fused
 from rnnjax.cells.clockwork import ClockworkCarry, ClockworkParams, ClockworkRNN
-from rnnjax.cudnn import unsupported_reason
-from rnnjax.unroll import resolve_impl
 
 I = 2
 CONFIGS = {
@@ -363,26 +360,6 @@ def test_jitted_unroll_equals_a_python_loop_of_steps_without_jit():
                                rtol=1e-13, atol=1e-13)  # fmt: skip
     np.testing.assert_allclose(np.asarray(jitted.carry.h), np.asarray(carry.h), rtol=1e-13)
     np.testing.assert_array_equal(np.asarray(jitted.carry.t), np.asarray(carry.t))
-
-
-def test_fused_and_auto_impls_fall_back_to_the_scan_with_the_same_results():
-    cell = make_cell("uneven_sizes_default_periods", param_dtype=jnp.float32)
-    params = random_params(cell, dtype=np.float32)
-    xs = jnp.asarray(np.random.default_rng(11).normal(size=(2, 5, I)), jnp.float32)
-    lengths = jnp.array([5, 3])
-    assert fused.supports(cell) is False
-    assert unsupported_reason(cell, params, xs.dtype, backend="gpu") is not None
-    for impl in ("fused", "auto", "cudnn"):
-        assert resolve_impl(impl, cell, params, xs, backend="gpu") == "scan"
-
-    def loss(p, impl):
-        return jnp.sum(jnp.sin(rnnjax.unroll(cell, p, xs, lengths=lengths, impl=impl).outputs))
-
-    expected = jax.value_and_grad(loss)(params, "scan")
-    for impl in ("fused", "auto"):
-        got = jax.value_and_grad(loss)(params, impl)
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_mixed_precision_rounds_matmul_operands_to_bf16_and_keeps_a_float32_clock_and_state():

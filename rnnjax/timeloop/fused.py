@@ -1,9 +1,10 @@
-"""A fast path for training: ``fused_unroll``, an unroll with a hand-written backward pass.
+"""The time loop with a hand-written backward pass: ``impl="fused"``, the default on CPU.
 
-``fused_unroll`` computes what :func:`rnnjax.unroll` computes (same arguments,
-outputs, final carry and gradients, up to floating-point rounding) for the
-built-in ``LSTM``, ``GRU`` (``variant="reset_after"``) and ``ElmanRNN`` (tanh
-or relu) cells, with a ``jax.custom_vjp`` gradient written for speed on CPU:
+This back-end computes what the scan (:mod:`rnnjax.timeloop.scan`) computes
+(same outputs, final carry and gradients, up to floating-point rounding) for
+the built-in ``LSTM``, ``GRU`` (``variant="reset_after"``) and ``ElmanRNN``
+(tanh or relu) cells, with a ``jax.custom_vjp`` gradient written for speed on
+CPU:
 
 - forward: the input projection ``W_ih x_t`` of all ``T`` steps is one matmul
   before the loop; each step is one matmul for all gate blocks,
@@ -24,9 +25,9 @@ for the shape: with few rows and a large ``W_hh`` the contracted dimension last
 Without a gradient (inference), a plain loop runs instead that projects each
 step's input inside the loop and saves nothing.
 
-Autodiff of ``rnnjax.unroll`` instead accumulates ``dW_hh`` and ``dW_ih``
-inside the reverse loop, ``T`` times a ``(G*H, B) x (B, H)`` matmul too small
-to use the CPU well, and keeps more intermediate arrays alive.
+Autodiff of the scan instead accumulates ``dW_hh`` and ``dW_ih`` inside the
+reverse loop, ``T`` times a ``(G*H, B) x (B, H)`` matmul too small to use the
+CPU well, and keeps more intermediate arrays alive.
 
 Memory matters on CPU too: each fresh megabyte of scratch costs page faults on
 every call. So the loops work in the caller's layout (batch-major inputs are
@@ -37,25 +38,30 @@ gradients. (XLA updates a loop buffer in place only when every read of it is
 ordered before the write; the loops therefore read the next step's slice from
 the freshly written buffer and carry it to the next iteration.)
 
-What falls back to :func:`rnnjax.unroll` (transparently, same results): other
-cells (subclasses of the built-in ones included, as their equations may
-differ), ``GRU(variant="reset_before")``, mixed precision (``matmul_dtype`` set), ``return_carries=True``, and empty
-inputs (``T = 0`` or a zero-sized batch). Any float dtype works: the
-arithmetic runs in ``cell.compute_dtype``, as in ``unroll``.
+Where it does not apply, :func:`unsupported_reason` says why and the dispatcher
+runs the scan instead (same results): other cells (subclasses of the built-in
+ones included, as their equations may differ), ``GRU(variant="reset_before")``,
+mixed precision (``matmul_dtype`` set), ``return_carries=True``, ``remat``,
+empty inputs (``T = 0`` or a zero-sized batch), and forward-mode
+differentiation. Any float dtype works: the arithmetic runs in
+``cell.compute_dtype``, as in the scan.
 
-Limitations:
+Differentiation: reverse mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``),
+gradients of gradients and ``jax.hessian`` (forward over reverse: the backward
+pass is itself differentiable) all work. Forward mode (``jax.jvp``,
+``jax.jacfwd``) of a ``custom_vjp`` is impossible, so when the dispatcher sees
+forward-mode tracers it runs the scan; a ``jax.jvp`` applied *outside* an
+already ``jax.jit``-compiled function cannot be seen at trace time and raises
+JAX's "can't apply forward-mode autodiff (jvp) to a custom_vjp function": pass
+``impl="scan"`` there.
 
-- reverse mode only: ``jax.grad``, ``jax.vjp``, ``jax.jacrev`` work, and so
-  do gradients of gradients (the backward pass is itself differentiable);
-  forward-mode differentiation (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``)
-  of a ``custom_vjp`` raises, so use :func:`rnnjax.unroll` for it;
-- ``unroll > 1`` is honoured but slower here: in an unrolled loop body XLA
-  cannot keep the buffer updates in place and copies the buffer every
-  iteration (about 1.5x slower on the fastrnns shape).
+``unroll > 1`` is honoured but slower here: in an unrolled loop body XLA cannot
+keep the buffer updates in place and copies the buffer every iteration (about
+1.5x slower on the fastrnns shape).
 
-Shapes as in :mod:`rnnjax.unroll`: ``T`` steps, ``*B`` batch dimensions
-(flattened to one, ``B``, inside), ``I`` inputs, ``H`` hidden size, ``G`` gate
-blocks (4 LSTM, 3 GRU, 1 Elman).
+Shapes as in :mod:`rnnjax.timeloop.common`: ``T`` steps, ``*B`` batch
+dimensions (flattened to one, ``B``, inside), ``I`` inputs, ``H`` hidden size,
+``G`` gate blocks (4 LSTM, 3 GRU, 1 Elman).
 """
 
 from __future__ import annotations
@@ -68,51 +74,57 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax.cells import GRU, LSTM, ElmanRNN, GRUCarry, LSTMCarry
-from rnnjax.cells.base import Cell
 from rnnjax.cells.elman import ElmanCarry
 from rnnjax.masking import reverse_padded, sequence_mask
-from rnnjax.unroll import Unrolled
-from rnnjax.unroll import unroll as _plain_unroll
+from rnnjax.timeloop.common import Loop, Unrolled, in_forward_mode
 
 Array = jax.Array
 
-__all__ = ["fused_unroll", "supports"]
+NAME = "fused"
 
 
-def supports(cell) -> bool:
-    """Whether :func:`fused_unroll` runs ``cell`` with its own backward pass (True)
-    or falls back to :func:`rnnjax.unroll` (False)."""
-    kind = type(cell)
+def unsupported_reason(loop: Loop, platform: str) -> str | None:
+    """Why the fused loop cannot run ``loop`` (a sentence), or None if it can."""
+    cell, kind = loop.cell, type(loop.cell)
+    if kind not in (LSTM, GRU, ElmanRNN):
+        return (
+            f"the fused backward pass is written for rnnjax.LSTM, GRU and ElmanRNN exactly, "
+            f"not {kind.__name__}"
+        )
+    if kind is GRU and cell.variant != "reset_after":
+        return f"the fused GRU is the reset_after variant, not {cell.variant!r}"
     if getattr(cell, "matmul_dtype", None) is not None:
-        return False  # mixed precision: the backward pass here computes in one dtype
-    return kind in (LSTM, ElmanRNN) or (kind is GRU and cell.variant == "reset_after")
+        return (
+            "the fused backward pass computes in one dtype; matmul_dtype (mixed precision) is set"
+        )
+    if loop.return_carries:
+        return "the fused loop does not store every step's carry (return_carries=True)"
+    if loop.remat is not None:
+        return f"the fused loop keeps its own residuals; remat={loop.remat!r} asks for the scan's"
+    if loop.is_empty:
+        return "there are no steps or no sequences to run"
+    if in_forward_mode(loop.params, loop.xs, loop.carry):
+        return "forward-mode differentiation (jax.jvp, jax.jacfwd) of a custom_vjp is impossible"
+    return None
 
 
-def fused_unroll(
-    cell: Cell,
-    params,
-    xs: Array,
-    carry=None,
-    *,
-    lengths: Array | None = None,
-    mask: Array | None = None,
-    time_major: bool = False,
-    reverse: bool = False,
-    unroll: int | bool = 1,
-    return_carries: bool = False,
-) -> Unrolled:
-    """:func:`rnnjax.unroll` with a faster, hand-written backward pass:
-    ``rnnjax.unroll(..., impl="fused")``.
+def auto_reason(loop: Loop, platform: str) -> str | None:
+    """None: the fused loop is the fastest way to train the cells it runs on CPU
+    (results/bench_cpu.md), and ``impl="auto"`` takes it wherever it applies."""
+    return None
 
-    Same arguments, results and argument errors as :func:`rnnjax.unroll` (see
-    its docstring); the module docstring says how the gradient is computed,
-    what falls back to the plain scan and why ``unroll=1`` (passed to both
-    the forward and the backward ``lax.scan``) is the fast setting.
-    """
-    return _plain_unroll(
-        cell, params, xs, carry, lengths=lengths, mask=mask, time_major=time_major,
-        reverse=reverse, unroll=unroll, return_carries=return_carries, impl="fused",
-    )  # fmt: skip
+
+def run(loop: Loop) -> Unrolled:
+    return _fused_scan(
+        loop.cell,
+        loop.params,
+        loop.xs,
+        loop.carry,
+        loop.lengths,
+        time_major=loop.time_major,
+        reverse=loop.reverse,
+        unroll=loop.unroll,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("time_major", "reverse", "unroll"))
@@ -126,9 +138,9 @@ def _fused_scan(cell, params, xs, carry, lengths, *, time_major, reverse, unroll
     batch_shape = xs.shape[1:-1] if time_major else xs.shape[:-2]
     batch = math.prod(batch_shape)
     x = xs.reshape((num_steps, batch, I) if time_major else (batch, num_steps, I))
-    flat_lengths = None if lengths is None else lengths.reshape(batch)
+    flat_lengths = None if lengths is None else jnp.clip(lengths.reshape(batch), 0, num_steps)
     if lengths is not None:
-        # As in unroll: zero the padding so that NaN/Inf there cannot reach a gradient.
+        # As in the scan: zero the padding so that NaN/Inf there cannot reach a gradient.
         valid = sequence_mask(flat_lengths, num_steps, time_major=time_major)[..., None]
         x = jnp.where(valid, x, jnp.zeros_like(x))
     if reverse:
@@ -239,7 +251,7 @@ class _GRURule:
         gh = rec(h)
         r = jax.nn.sigmoid(gx_t[:, :H] + gh[:, :H])
         z = jax.nn.sigmoid(gx_t[:, H : 2 * H] + gh[:, H : 2 * H])
-        hn = gh[:, 2 * H :] if hn_bias is None else gh[:, 2 * H :] + hn_bias
+        hn = gh[:, 2 * H :] if hn_bias is None else gh[:, 2 * H :] + hn_bias[None]
         n = jnp.tanh(gx_t[:, 2 * H :] + r * hn)
         h_new = n + z * (h - n)
         return GRUCarry(h=h_new), jnp.concatenate([r, z, n], axis=-1), (hn,)
@@ -372,7 +384,7 @@ def _forward(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0, leng
     def body(state, t):
         carry, gx_t, buf, h_in, saved = state
         if bias is not None:
-            gx_t = gx_t + bias
+            gx_t = gx_t + bias[None]
         new, acts, to_save = rule.step(rec, hn_bias, carry, gx_t)
         h_in = _write(h_in, carry.h, t, time_axis)
         if acts is not None:
@@ -414,7 +426,7 @@ def _forward_only(rule, unroll, time_axis, x, w_ih, w_hh, bias, hn_bias, carry0,
         carry, ys = state
         gx_t = _read(x, t, time_axis) @ w_ih_t
         if bias is not None:
-            gx_t = gx_t + bias
+            gx_t = gx_t + bias[None]
         new, _, _ = rule.step(rec, hn_bias, carry, gx_t)
         y = new.h
         valid = _valid(lengths, t)

@@ -4,9 +4,10 @@ Evidence, from the outside in:
 
 - NumPy references written from the papers' equations (below; a Python loop over
   each sequence's valid steps, float64, complex NumPy for the LRU) agree with both
-  ``rnnjax.unroll`` (sequential) and ``rnnjax.parallel.parallel_unroll``;
+  ``rnnjax.unroll`` (sequential) and ``rnnjax.parallel_unroll``;
 - the two unrolls agree in outputs, final carry and gradients, in float64 to
-  rounding and in float32 to ~1e-5, with padding and reversal;
+  rounding and in float32 to ~1e-5, with padding and reversal (every option:
+  tests/test_timeloop_matrix.py);
 - finite differences agree with the parallel unroll's derivatives (``check_grads``);
 - the papers' invariants hold: minGRU/minLSTM states stay inside the range of
   ``h_0`` and the candidates so far (and positive with ``g``); the LRU's
@@ -28,7 +29,7 @@ from jax.test_util import check_grads
 import rnnjax
 from rnnjax.cells.lru import LRU, LRUCarry, LRUParams
 from rnnjax.cells.minrnn import MinGRU, MinGRUCarry, MinGRUParams, MinLSTM, MinLSTMParams
-from rnnjax.parallel import parallel_unroll
+from rnnjax.timeloop import parallel_unroll
 
 B, T, I, H, N = 3, 7, 3, 4, 5  # batch, steps, inputs, minRNN hidden size, LRU state size
 LENGTHS = np.array([7, 0, 4])  # full, empty and padded sequences
@@ -192,50 +193,6 @@ def test_time_major_and_several_batch_dimensions_give_the_batch_major_result():
 
 
 # -- sequential vs parallel: outputs, carries, gradients ---------------------------
-
-
-def unroll_loss_and_grads(unroll_fn, cell, params, xs, carry, seed, **kwargs):
-    """``(result, loss, grads)``: the unroll's result, a scalar mixing every output
-    and final-carry entry with fixed random weights, and the gradient of that
-    scalar with respect to (params, xs, carry); one compilation."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(lambda: unroll_fn(cell, params, xs, carry, **kwargs))
-    weights = jax.tree.map(
-        lambda s: jnp.asarray(rng.standard_normal(s.shape), s.dtype), (shapes.outputs, shapes.carry)
-    )
-
-    def loss(params, xs, carry):
-        result = unroll_fn(cell, params, xs, carry, **kwargs)
-        products = jax.tree.map(lambda w, v: jnp.sum(w * v), weights, (result.outputs, result.carry))
-        return sum(jax.tree.leaves(products)), result
-
-    value_and_grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
-    (value, result), grads = jax.jit(value_and_grad)(params, xs, carry)
-    return result, value, grads
-
-
-@pytest.mark.parametrize(
-    ("dtype", "rtol", "atol"), [(jnp.float64, 1e-10, 1e-12), (jnp.float32, 1e-4, 1e-5)]
-)
-@pytest.mark.parametrize("name", ["mingru", "minlstm", "lru"])
-def test_parallel_and_sequential_unrolls_agree_in_outputs_carry_and_gradients(
-    name, dtype, rtol, atol
-):
-    """With padding and reversal; the unreversed gradients are checked against
-    finite differences below (each combination costs a compilation)."""
-    cell, params, xs, carry = arguments(name, seed=4, dtype=dtype)
-    kwargs = dict(lengths=LENGTHS, reverse=True)
-    seq, v_seq, g_seq = unroll_loss_and_grads(rnnjax.unroll, cell, params, xs, carry, 5, **kwargs)
-    par, v_par, g_par = unroll_loss_and_grads(parallel_unroll, cell, params, xs, carry, 5, **kwargs)
-    assert par.outputs.dtype == seq.outputs.dtype == dtype
-    np.testing.assert_allclose(par.outputs, seq.outputs, rtol=rtol, atol=atol)
-    for p_leaf, s_leaf in zip(par.carry, seq.carry, strict=True):
-        assert p_leaf.dtype == s_leaf.dtype == dtype
-        np.testing.assert_allclose(p_leaf, s_leaf, rtol=rtol, atol=atol)
-    np.testing.assert_allclose(v_par, v_seq, rtol=rtol)
-    for gp, gs in zip(jax.tree.leaves(g_par), jax.tree.leaves(g_seq), strict=True):
-        assert gp.dtype == dtype
-        np.testing.assert_allclose(gp, gs, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("name", ["mingru", "minlstm_linear", "lru"])
@@ -474,14 +431,17 @@ def test_unroll_impl_parallel_is_parallel_unroll(name):
 
 
 def test_impl_parallel_and_auto_choices():
-    from rnnjax.unroll import resolve_impl
-
     cell, params, xs, _ = arguments("mingru", seed=0)
-    assert resolve_impl("parallel", cell, params, xs, backend="cpu") == "parallel"
-    assert resolve_impl("auto", cell, params, xs, backend="gpu") == "parallel"
-    assert resolve_impl("auto", cell, params, xs, backend="cpu") == "scan"  # not faster on CPU
-    assert resolve_impl("parallel", cell, params, xs, return_carries=True) == "scan"
+    choice = lambda impl, platform="cpu", **kw: rnnjax.resolve_impl(
+        cell, params, xs, impl=impl, platform=platform, **kw
+    )
+    assert choice("parallel").impl == "parallel"
+    assert choice("auto", "gpu").impl == "parallel"
+    on_cpu = choice("auto")
+    assert on_cpu.impl == "scan" and "not faster" in dict(on_cpu.skipped)["parallel"]
+    assert choice("parallel", return_carries=True).impl == "scan"
     lstm = rnnjax.LSTM(I, 4)
-    assert resolve_impl("parallel", lstm, lstm.init(jax.random.key(0)), xs) == "scan"
+    resolved = rnnjax.resolve_impl(lstm, lstm.init(jax.random.key(0)), xs, impl="parallel")
+    assert resolved.impl == "scan" and "linear recurrence" in resolved.explain()
     with pytest.raises(ValueError, match="`remat` applies to impl='scan'"):
         rnnjax.unroll(cell, params, xs, impl="parallel", remat="step")

@@ -1,4 +1,4 @@
-"""``experiments.memory`` runs end to end on a tiny config and reports consistent rows.
+"""``experiments.benchmarks.memory`` runs end to end on a tiny config and reports consistent rows.
 
 One in-process run (``--interleave``: the three remat options compiled in one
 process and timed round-robin) of ``main`` over one sequence length is shared
@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from experiments import memory
+from experiments.benchmarks import memory
 
 B, I, H = 2, 3, 4
 STEPS = (7,)  # round(sqrt(7)) = 3 does not divide 7
@@ -79,7 +79,7 @@ def test_every_remat_option_gives_the_loss_and_gradient_norm_of_no_remat(run):
 def test_markdown_has_a_row_per_configuration_and_the_command(run):
     rows, out = run
     md = (out / "results.md").read_text()
-    assert "python -m experiments.memory" in md
+    assert "python -m experiments.benchmarks.memory" in md
     for r in rows:
         k = r["segment_length"] or "–"
         assert f"| {r['T']} | {r['remat']} | {k} |" in md

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax.unroll import resolve_impl
 from tests import reference as ref
 
 I, H, B, T = 5, 6, 3, 7
@@ -122,7 +121,8 @@ def test_a_single_step_rounds_like_the_unroll():
 def test_mixed_precision_trains_under_jit_and_runs_the_scan_for_every_impl():
     cell, params, xs = setup(CASES["lstm"][0])
     for impl in ("fused", "cudnn", "auto"):
-        assert resolve_impl(impl, cell, params, xs, backend="gpu") == "scan"
+        resolved = rnnjax.resolve_impl(cell, params, xs, impl=impl, platform="gpu")
+        assert resolved.impl == "scan" and "matmul_dtype" in resolved.explain()
     loss = lambda p: jnp.mean(rnnjax.unroll(cell, p, xs, impl="auto").outputs ** 2)
     step = jax.jit(lambda p: jax.tree.map(lambda w, g: w - 0.5 * g, p, jax.grad(loss)(p)))
     before = loss(params)

@@ -12,9 +12,11 @@ steps ``1 .. t`` under the associative operator::
     (a1, b1) then (a2, b2) = (a2 a1, a2 b1 + b2)
 
 so :func:`jax.lax.associative_scan` computes every ``(A_t, B_t)`` in ``O(log T)``
-sequential depth (Blelloch 1990) rather than the ``T`` steps of
-:func:`rnnjax.unroll`. Both unrolls give the same outputs, final carry and
-gradients; this one trades ``O(T)`` extra memory for parallelism.
+sequential depth (Blelloch 1990) rather than the ``T`` steps of the scan
+(:mod:`rnnjax.timeloop.scan`). Both give the same outputs, final carry and
+gradients; this one trades ``O(T)`` extra memory for parallelism. It is
+``rnnjax.unroll(..., impl="parallel")``, and what ``impl="auto"`` runs for these
+cells on GPUs and TPUs (on CPUs the loop is as fast: results/bench_cpu.md).
 
 Log space: for cells whose coefficients are positive (minGRU and minLSTM with
 ``log_space=True``, the paper's form) the scan runs by default on
@@ -54,12 +56,20 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from rnnjax import _checks
 from rnnjax.cells.base import Cell
-from rnnjax.masking import reverse_padded, sequence_mask
-from rnnjax.unroll import Unrolled
+from rnnjax.masking import sequence_mask
+from rnnjax.timeloop.common import (
+    Loop,
+    Unrolled,
+    clamp_lengths,
+    outputs_in_caller_order,
+    prepare,
+    time_major_inputs,
+)
 
 Array = jax.Array
+
+NAME = "parallel"
 
 PARALLEL_METHODS = (
     "scan_coefficients",
@@ -71,8 +81,45 @@ PARALLEL_METHODS = (
 
 
 def has_parallel_form(cell) -> bool:
-    """Whether ``cell`` can be unrolled by :func:`parallel_unroll`."""
+    """Whether ``cell`` has the methods of a linear recurrence (module docstring)."""
     return all(hasattr(cell, name) for name in PARALLEL_METHODS)
+
+
+def unsupported_reason(loop: Loop, platform: str) -> str | None:
+    """Why the parallel scan cannot run ``loop`` (a sentence), or None if it can."""
+    if not has_parallel_form(loop.cell):
+        return (
+            f"{type(loop.cell).__name__}'s state is not a linear recurrence "
+            "h_t = a_t * h_(t-1) + b_t (MinGRU, MinLSTM and LRU are)"
+        )
+    if loop.return_carries:
+        return "the parallel scan does not return every step's carry (return_carries=True)"
+    if loop.remat is not None:
+        return f"the parallel scan keeps its own intermediates; remat={loop.remat!r} is the scan's"
+    if loop.is_empty:
+        return "there are no steps or no sequences to run"
+    return None
+
+
+def auto_reason(loop: Loop, platform: str) -> str | None:
+    """Why ``impl="auto"`` passes the parallel scan by: on CPUs it is not faster
+    than the loop (``results/bench_cpu.md``, the parscan rows)."""
+    if platform == "cpu":
+        return "on CPUs the associative scan is not faster than the loop (results/bench_cpu.md)"
+    return None
+
+
+def run(loop: Loop) -> Unrolled:
+    return _parallel_scan(
+        loop.cell,
+        loop.params,
+        loop.xs,
+        loop.carry,
+        loop.lengths,
+        time_major=loop.time_major,
+        reverse=loop.reverse,
+        log_space=bool(loop.cell.scan_in_log_space),
+    )
 
 
 def compose_linear(first, second):
@@ -104,9 +151,10 @@ def parallel_unroll(
 ) -> Unrolled:
     """Run a linear-recurrence cell over ``xs`` with ``jax.lax.associative_scan``.
 
-    Same arguments and results as :func:`rnnjax.unroll` (which remains the
-    sequential mode of the same cells), for cells with a parallel form (see the
-    module docstring).
+    ``rnnjax.unroll(..., impl="parallel")`` with one more choice, ``log_space``:
+    same arguments and results as :func:`rnnjax.unroll`, for cells with a
+    parallel form (see the module docstring); anything else is a ``TypeError``
+    here, where ``unroll`` would run the scan.
 
     Args:
       cell: a cell with a parallel form (``MinGRU``, ``MinLSTM``, ``LRU``).
@@ -142,12 +190,7 @@ def parallel_unroll(
             "linear recurrence h_t = a_t * h_{t-1} + b_t); unroll it with rnnjax.unroll, "
             "or use a cell such as MinGRU, MinLSTM or LRU"
         )
-    _checks.floating_array("xs", xs)
-    if xs.ndim < 2:
-        raise ValueError(
-            f"`xs` must have at least 2 dimensions, (T, I) or (*B, T, I), got shape {tuple(xs.shape)}"
-        )
-    _checks.feature_size("xs", xs, cell.input_size, "the cell's input_size")
+    loop = prepare(cell, params, xs, carry, lengths=lengths, time_major=time_major, reverse=reverse)
     if log_space is None:
         log_space = bool(cell.scan_in_log_space)
     elif not isinstance(log_space, bool):
@@ -157,34 +200,24 @@ def parallel_unroll(
             f"`log_space=True` needs positive scan coefficients, which {type(cell).__name__} "
             "does not have (minGRU/minLSTM have them with log_space=True); use log_space=False"
         )
-
-    time_axis = 0 if time_major else xs.ndim - 2
-    num_steps = xs.shape[time_axis]
-    batch_shape = tuple(d for i, d in enumerate(xs.shape[:-1]) if i != time_axis)
-    dtype = cell.compute_dtype(params, xs.dtype)
-    if lengths is not None:
-        lengths = _checks.lengths_array("lengths", lengths, batch_shape, num_steps)
-    if carry is None:
-        carry = cell.initial_carry(batch_shape, dtype, params)
-    else:
-        _checks.carry_matches("carry", carry, cell.carry_spec(batch_shape, dtype))
     return _parallel_scan(
-        cell, params, xs, carry, lengths, time_major=time_major, reverse=reverse,
+        cell,
+        params,
+        xs,
+        loop.carry,
+        loop.lengths,
+        time_major=time_major,
+        reverse=reverse,
         log_space=log_space,
-    )  # fmt: skip
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("time_major", "reverse", "log_space"))
 def _parallel_scan(cell, params, xs, carry, lengths, *, time_major, reverse, log_space):
-    """The compiled body of :func:`parallel_unroll`, after its argument checks."""
-    xs_tm = xs if time_major else jnp.moveaxis(xs, -2, 0)  # (T, *B, I)
-    num_steps = xs_tm.shape[0]
-    if lengths is not None:
-        # Zero the padding so that even NaN/Inf there cannot reach a gradient (0 * NaN).
-        valid = sequence_mask(lengths, num_steps, time_major=True)[..., None]  # (T, *B, 1)
-        xs_tm = jnp.where(valid, xs_tm, jnp.zeros_like(xs_tm))
-    if reverse:
-        xs_tm = reverse_padded(xs_tm, lengths, time_axis=0)
+    """The compiled parallel unroll, after the argument checks."""
+    num_steps = xs.shape[0 if time_major else -2]
+    lengths = clamp_lengths(lengths, num_steps)
+    xs_tm = time_major_inputs(xs, lengths, time_major=time_major, reverse=reverse)  # (T, *B, I)
     gx = cell.project_inputs(params, xs_tm)  # (T, *B, G)
     h0 = cell.carry_to_state(carry)  # (*B, N)
 
@@ -193,16 +226,17 @@ def _parallel_scan(cell, params, xs, carry, lengths, *, time_major, reverse, log
     elif log_space:
         log_a, log_b = cell.log_scan_coefficients(params, gx)  # (T, *B, N) each
         log_A, log_B = jax.lax.associative_scan(compose_log, (log_a, log_b), axis=0)
-        states = jnp.exp(log_A) * h0 + jnp.exp(log_B)  # h_t for t = 1 .. T
+        states = jnp.exp(log_A) * h0[None] + jnp.exp(log_B)  # h_t for t = 1 .. T
     else:
         a, b = cell.scan_coefficients(params, gx)  # (T, *B, N) each
         A, B = jax.lax.associative_scan(compose_linear, (a, b), axis=0)
-        states = A * h0 + B  # h_t for t = 1 .. T
+        states = A * h0[None] + B  # h_t for t = 1 .. T
     ys = cell.outputs_from_states(params, states, gx)
 
     if lengths is None:
         final = states[-1] if num_steps > 0 else h0
     else:
+        valid = sequence_mask(lengths, num_steps, time_major=True)[..., None]  # (T, *B, 1)
         ys = jnp.where(valid, ys, jnp.zeros_like(ys))
         last = jnp.maximum(lengths - 1, 0)[None, ..., None]  # (1, *B, 1)
         final = jnp.take_along_axis(states, last, axis=0)[0]
@@ -210,8 +244,5 @@ def _parallel_scan(cell, params, xs, carry, lengths, *, time_major, reverse, log
     final_carry = cell.state_to_carry(final)
     final_carry = jax.tree.map(lambda new, old: new.astype(old.dtype), final_carry, carry)
 
-    if reverse:
-        ys = reverse_padded(ys, lengths, time_axis=0)
-    if not time_major:
-        ys = jnp.moveaxis(ys, 0, -2)
+    ys = outputs_in_caller_order(ys, lengths, time_major=time_major, reverse=reverse)
     return Unrolled(carry=final_carry, outputs=ys, carries=None)
