@@ -10,10 +10,12 @@ scores an MSE of ``Var(v_a + v_b) = 2 / 12 = 0.167``, the baseline a model must
 beat: to do better it must keep the first marked value through up to ``T - 1``
 noisy steps.
 
-The model is ``cell (H units) -> rnnjax.Readout -> 1 output`` read at the last
-step (``rnnjax.many_to_one``), trained on fresh batches with the mean squared
-error, the same Adam settings for every cell (the learning rate decays to a
-tenth over the run, a cosine), one ``rnnjax.train.fit`` run per (cell, T):
+The model is ``rnnjax.SequenceModel``: the inputs ``(B, T, 2)`` -> a cell
+(``H`` units, ``rnnjax.make_cell``) -> its output after the last step
+(``read="last"``) -> ``rnnjax.Readout`` -> 1 output, trained on fresh batches
+with the mean squared error, the same Adam settings for every cell (the
+learning rate decays to a tenth over the run, a cosine), one
+``rnnjax.train.fit`` run per (cell, T):
 
 - ``rnn``: ``rnnjax.ElmanRNN`` (tanh), orthogonal ``W_hh``;
 - ``irnn``: ``rnnjax.ElmanRNN.irnn`` (Le et al. 2015): relu, ``W_hh = I``, zero
@@ -24,27 +26,36 @@ The test MSE on 1,000 held-out sequences is evaluated every ``--eval-every``
 steps; ``mse.png`` shows these curves, one panel per ``T``, with the baseline
 0.167 and the 0.01 line drawn. Written to ``--out`` (default ``runs/adding``):
 ``config.json``, ``metrics.json``, ``mse.png`` and one subdirectory per (cell,
-T) with ``fit``'s ``metrics.jsonl`` and ``metrics.png``. Longer sequences:
-``--lengths 50 100 200``, or ``--T 200`` for T = 200 alone.
+T), ``fit``'s run directory: its ``config.json``, ``metrics.jsonl``,
+``metrics.png`` and ``checkpoints/`` (the trained parameters, restorable into
+:func:`initial_state`; none for a run stopped at a NaN). Running again into the same ``--out`` replaces the
+previous run. Longer sequences: ``--lengths 50 100 200``, or ``--T 200`` for
+T = 200 alone.
 
 Expected result
 ---------------
 ``python -m experiments.adding`` (seed 0, ``H = 32``, 1,500 Adam steps of 64
 sequences per (cell, T), learning rate 0.005 decaying to 0.0005, ``T`` in 50
-and 100: the whole grid) takes 75 s of wall time on the idle 2-core x86 CPU
-these docs were written on (jax 0.10.2, CPython 3.11). Test MSE (predicting
-the mean: 0.167)::
+and 100: the whole grid) takes 67 s of wall time on the 2-core x86 CPU these
+docs were written on, shared with other jobs (jax 0.10.2, CPython 3.11). Test
+MSE (predicting the mean: 0.167; "-": the run stopped at a NaN/Inf)::
 
                 T = 50    T = 100
-    tanh RNN    0.0237    0.1548
-    IRNN        0.0005    0.0054
-    LSTM        0.0008    0.0013
-    GRU         0.0004    0.0005
+    tanh RNN    0.0836    0.1762
+    IRNN        0.0005    -
+    LSTM        0.0005    0.0009
+    GRU         0.0003    0.0004
 
-LSTM and GRU pass 0.01 at T = 100 after 500 and 400 steps. The tanh RNN
-learns something at T = 50 and nothing at T = 100 (it stays on the
-baseline); the IRNN gets there too, more slowly and less steadily (at
-T = 100 its test MSE jumps to 50 at step 400 before it recovers).
+LSTM and GRU pass 0.01 at T = 100 after 700 and 200 steps. The tanh RNN
+learns something at T = 50 and next to nothing at T = 100 (it stays near the
+baseline). The IRNN learns T = 50, but at T = 100 its unbounded relu state
+blows up at step 93 (loss 1.7e24, an infinite gradient): the run stops there
+(``rnnjax.train.NonFiniteError``; ``irnn_T100_nonfinite_step`` in
+``metrics.json``, its test MSE null) and the others go on. Both depend on the
+seed (``--cells rnn irnn --seed 1``, ``--seed 2``): over seeds 0, 1, 2 the
+tanh RNN scores 0.084, 0.019, 0.022 at T = 50 and 0.176, 0.066, 0.112 at
+T = 100, and the IRNN at T = 100 stops at step 93, stops at step 141, and
+reaches 0.0005.
 
 Shapes: ``B`` batch, ``T`` time steps, ``H`` hidden size; inputs ``(B, T, 2)``.
 """
@@ -71,18 +82,18 @@ from experiments.common import (
     positive,
     positive_number,
     runs_root,
-    start_fresh,
 )
 from rnnjax.data.synthetic import ADDING_BASELINE_MSE, adding_problem
-from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
+from rnnjax.train import (
+    NonFiniteError,
+    TrainState,
+    fit,
+    init_train_state,
+    make_train_step,
+)
 
-CELLS = {
-    "rnn": lambda h: rnnjax.ElmanRNN(2, h),
-    "irnn": lambda h: rnnjax.ElmanRNN.irnn(2, h),
-    "lstm": lambda h: rnnjax.LSTM(2, h),
-    "gru": lambda h: rnnjax.GRU(2, h),
-}
 NAMES = {"rnn": "tanh RNN", "irnn": "IRNN", "lstm": "LSTM", "gru": "GRU"}
+"""The cells compared (``rnnjax.make_cell`` names) and how the table and figure name them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +101,7 @@ class Config:
     """Everything that determines a run; each field is a command-line option."""
 
     seed: int = option(0, "seed of the parameters, the training batches and the test sets")
-    cells: tuple[str, ...] = option(tuple(CELLS), f"cells to compare, from {list(CELLS)}")
+    cells: tuple[str, ...] = option(tuple(NAMES), f"cells to compare, from {list(NAMES)}")
     lengths: tuple[int, ...] = option((50, 100), "sequence lengths T", aliases=("--T",))
     hidden_size: int = option(32, "hidden units H of every cell")
     steps: int = option(1500, "training steps per (cell, T)")
@@ -99,104 +110,138 @@ class Config:
     lr_decay: bool = option(True, "cosine-decay the learning rate to a tenth of it over the run")
     test_size: int = option(1000, "held-out sequences per T")
     eval_every: int = option(100, "steps between evaluations of the test MSE")
-    impl: str = option("auto", "rnnjax.unroll implementation ('scan', 'fused', 'auto')")
+    impl: str = option(
+        "auto", f"rnnjax.unroll implementation, one of {list(rnnjax.IMPLS)} (auto: the fastest)"
+    )
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self):
         positive(self, "hidden_size", "steps", "batch_size", "test_size", "eval_every")
-        unknown = sorted(set(self.cells) - set(CELLS))
+        unknown = sorted(set(self.cells) - set(NAMES))
         if unknown or not self.cells:
-            raise ValueError(f"`cells` must be some of {list(CELLS)}, got {self.cells}")
+            raise ValueError(f"`cells` must be some of {list(NAMES)}, got {self.cells}")
         if not self.lengths or any(
             isinstance(t, bool) or not isinstance(t, int) or t < 2 for t in self.lengths
         ):
             raise ValueError(f"`lengths` must be integers >= 2, got {self.lengths}")
         positive_number(self, "learning_rate")
-        if self.impl not in ("scan", "fused", "auto"):
-            raise ValueError(f"`impl` must be 'scan', 'fused' or 'auto', got {self.impl!r}")
+        if self.impl not in rnnjax.IMPLS:
+            raise ValueError(f"`impl` must be one of {list(rnnjax.IMPLS)}, got {self.impl!r}")
 
 
-class AdderParams(NamedTuple):
-    cell: Any
-    readout: rnnjax.ReadoutParams
+def make_model(cell_name: str, config: Config) -> rnnjax.SequenceModel:
+    """Inputs ``(B, T, 2)`` -> the cell (``H`` units) -> its last output -> the sum ``(B, 1)``."""
+    cell = rnnjax.make_cell(cell_name, 2, config.hidden_size)
+    return rnnjax.SequenceModel(cell, 1, read="last", impl=config.impl)
 
 
-@dataclasses.dataclass(frozen=True)
-class Adder:
-    """Inputs ``(B, T, 2)`` -> cell -> last output ``(B, H)`` -> the predicted sum ``(B,)``."""
-
-    cell: rnnjax.Cell
-    impl: str = "scan"
-
-    @property
-    def readout(self) -> rnnjax.Readout:
-        return rnnjax.Readout(self.cell.hidden_size, 1)
-
-    def init(self, key) -> AdderParams:
-        k_cell, k_readout = jax.random.split(key)
-        return AdderParams(self.cell.init(k_cell), self.readout.init(k_readout))
-
-    def predict(self, params: AdderParams, inputs):
-        head = functools.partial(self.readout, params.readout)
-        return rnnjax.many_to_one(self.cell, params.cell, inputs, head=head, impl=self.impl)[..., 0]
-
-    def mse(self, params: AdderParams, inputs, targets):
-        return jnp.mean(jnp.square(self.predict(params, inputs) - targets))
+@functools.partial(jax.jit, static_argnums=0)
+def mse(model: rnnjax.SequenceModel, params, inputs, targets):
+    """Mean squared error of the predicted sums ``(B,)`` against ``targets`` ``(B,)``
+    (compiled once per model and shape: the runs that repeat one share it)."""
+    return jnp.mean(jnp.square(model.apply(params, inputs)[..., 0] - targets))
 
 
-jax.tree_util.register_static(Adder)
-
-
-def train_one(cell_name: str, length: int, config: Config, run_dir) -> list[tuple[int, float]]:
-    """Train ``cell_name`` on sequences of ``length`` with ``rnnjax.train.fit``.
-
-    Returns the test-MSE curve ``[(step, mse), ...]`` (step 0 is the initial model)."""
-    model = Adder(CELLS[cell_name](config.hidden_size), config.impl)
-    # eager, not jitted: its operations compile once per shape and are reused by the
-    # later runs, where a jitted init would compile its QR factorisations anew each time
-    params = model.init(jax.random.key(config.seed))
+def make_optimizer(config: Config) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Adam, its learning rate cosine-decayed to a tenth over the run (``--lr-decay``)."""
     schedule = optax.constant_schedule(config.learning_rate)
     if config.lr_decay:
         schedule = optax.cosine_decay_schedule(config.learning_rate, config.steps, alpha=0.1)
-    optimizer = optax.adam(schedule)
+    return optax.adam(schedule), schedule
+
+
+def initial_state(cell_name: str, config: Config) -> TrainState:
+    """The state training of ``cell_name`` starts from (also the template its
+    checkpoints restore into: ``rnnjax.train.restore_checkpoint``)."""
+    # eager, not jitted: its operations compile once per shape and are reused by the
+    # later runs, where a jitted init would compile its QR factorisations anew each time
+    params = make_model(cell_name, config).init(jax.random.key(config.seed))
+    return init_train_state(params, make_optimizer(config)[0], jax.random.key(config.seed))
+
+
+def held_out(length: int, config: Config):
+    """The ``config.test_size`` held-out sequences of ``length``."""
+    return adding_problem(np.random.default_rng((config.seed, length, 1)), config.test_size, length)
+
+
+class Trained(NamedTuple):
+    """What :func:`train_one` returns."""
+
+    curve: list[tuple[int, float]]  # the test MSE [(step, mse), ...]; step 0: the initial model
+    nonfinite_step: int | None  # the step whose loss or gradient was NaN/Inf (stopped), or None
+
+
+def train_one(cell_name: str, length: int, config: Config, run_dir) -> Trained:
+    """Train ``cell_name`` on sequences of ``length`` with ``rnnjax.train.fit`` in
+    ``run_dir`` (a previous run there is replaced).
+
+    A run whose loss or gradient becomes NaN or Inf (an IRNN's unbounded relu
+    state can blow up) stops there (``rnnjax.train.NonFiniteError``); its curve
+    then ends at the last evaluation before that step."""
+    model = make_model(cell_name, config)
+    optimizer, schedule = make_optimizer(config)
+    state = initial_state(cell_name, config)
 
     def loss_fn(params, batch, key):
-        return model.mse(params, *batch), {}
+        return mse(model, params, *batch), {}
 
     def batch_fn(step):
-        return tuple(adding_problem(np.random.default_rng((config.seed, length, 0, step)),
-                                    config.batch_size, length))  # fmt: skip
+        return tuple(
+            adding_problem(
+                np.random.default_rng((config.seed, length, 0, step)), config.batch_size, length
+            )
+        )
 
-    test = adding_problem(np.random.default_rng((config.seed, length, 1)), config.test_size, length)
-    test_mse = jax.jit(lambda p: model.mse(p, test.inputs, test.targets))
-    start_fresh(run_dir)
-    fit(
-        make_train_step(loss_fn, optimizer, schedule=schedule),
-        init_train_state(params, optimizer, jax.random.key(config.seed)),
-        batch_fn,
-        config.steps,
-        run_dir=run_dir,
-        config={**dataclasses.asdict(config), "cell": cell_name, "length": length},
-        eval_fn=lambda p: {"loss": float(test_mse(p))},
-        eval_every=config.eval_every,
-        log_every=max(1, config.steps // 200),
-        items_per_step=config.batch_size,
-        progress=config.progress,
+    test = held_out(length, config)
+    test_mse = lambda p: mse(model, p, test.inputs, test.targets)
+    curve = [(0, float(test_mse(state.params)))]
+    try:
+        result = fit(
+            make_train_step(loss_fn, optimizer, schedule=schedule),
+            state,
+            batch_fn,
+            config.steps,
+            run_dir=run_dir,
+            overwrite=True,
+            config={**dataclasses.asdict(config), "cell": cell_name, "length": length},
+            eval_fn=lambda p: {"loss": float(test_mse(p))},
+            eval_every=config.eval_every,
+            log_every=max(1, config.steps // 200),
+            items_per_step=config.batch_size,
+            progress=config.progress,
+        )
+    except NonFiniteError as e:
+        print(f"  stopped: {e}")
+        # the error carries the evaluations logged before the NaN
+        return Trained(curve + [(row["step"], row["loss"]) for row in e.eval], e.step)
+    return Trained(curve + [(row["step"], row["loss"]) for row in result.eval], None)
+
+
+def plot_curves(config: Config, runs: dict[tuple[str, int], Trained], path) -> None:
+    fig, axes = new_figure(
+        4.2 * len(config.lengths), 4.0, ncols=len(config.lengths), sharey=True, squeeze=False
     )
-    curve = [(0, float(test_mse(params)))]
-    curve += [(row["step"], row["loss"]) for row in read_metrics(run_dir, split="eval")]
-    return curve
-
-
-def plot_curves(config: Config, curves: dict[tuple[str, int], list], path) -> None:
-    fig, axes = new_figure(4.2 * len(config.lengths), 4.0, ncols=len(config.lengths), sharey=True,
-                           squeeze=False)  # fmt: skip
     for ax, length in zip(axes[0], config.lengths, strict=True):
         for i, name in enumerate(config.cells):
-            steps, mse = zip(*curves[name, length], strict=True)
-            ax.plot(steps, mse, "-", color=f"C{i}", label=NAMES[name])
-        ax.axhline(ADDING_BASELINE_MSE, color="gray", ls="--", lw=1,
-                   label="predict the mean (0.167)")  # fmt: skip
+            run = runs[name, length]
+            steps, mse = zip(*run.curve, strict=True)
+            label = NAMES[name]
+            ax.plot(steps, mse, "-", color=f"C{i}", label=label)
+            if run.nonfinite_step is not None:  # an x where the run stopped, and why
+                stop = run.nonfinite_step
+                ax.plot([steps[-1], stop], [mse[-1], mse[-1]], ":", color=f"C{i}")
+                ax.plot(stop, mse[-1], "x", color=f"C{i}", ms=9, mew=2)
+                ax.annotate(
+                    f"{NAMES[name]}: NaN/Inf at step {stop}, stopped",
+                    (stop, mse[-1]),
+                    xytext=(8, -4),
+                    textcoords="offset points",
+                    color=f"C{i}",
+                    fontsize=8,
+                )
+        ax.axhline(
+            ADDING_BASELINE_MSE, color="gray", ls="--", lw=1, label="predict the mean (0.167)"
+        )
         ax.axhline(0.01, color="gray", ls=":", lw=1, label="0.01")
         ax.set(yscale="log", xlabel="training step", title=f"T = {length}")
     axes[0][0].set_ylabel("test MSE")
@@ -217,22 +262,28 @@ def main(argv=None) -> dict:
     )
     start = time.perf_counter()
     metrics: dict[str, Any] = {"baseline_mse": ADDING_BASELINE_MSE}
-    curves = {}
+    runs = {}
     for length in config.lengths:
         for name in config.cells:
             if config.progress:
                 print(f"{NAMES[name]}, T = {length}")
-            curve = train_one(name, length, config, run / f"{name}_T{length}")
-            curves[name, length] = curve
-            metrics[f"{name}_T{length}_test_mse"] = curve[-1][1]
-    plot_curves(config, curves, run / "mse.png")
+            trained = train_one(name, length, config, run / f"{name}_T{length}")
+            runs[name, length] = trained
+            stopped = trained.nonfinite_step is not None
+            metrics[f"{name}_T{length}_test_mse"] = None if stopped else trained.curve[-1][1]
+            metrics[f"{name}_T{length}_nonfinite_step"] = trained.nonfinite_step
+    plot_curves(config, runs, run / "mse.png")
     metrics["seconds"] = time.perf_counter() - start
-    print(f"test MSE (predicting the mean: {ADDING_BASELINE_MSE:.3f})")
+    print(f"test MSE (predicting the mean: {ADDING_BASELINE_MSE:.3f}; -: stopped at a NaN/Inf)")
     print(f"  {'':<10}" + "".join(f"{'T = ' + str(t):>10}" for t in config.lengths))
     for name in config.cells:
-        values = "".join(f"{metrics[f'{name}_T{t}_test_mse']:>10.4f}" for t in config.lengths)
-        print(f"  {NAMES[name]:<10}{values}")
-    return finish(run, metrics)
+        values = [metrics[f"{name}_T{t}_test_mse"] for t in config.lengths]
+        print(f"  {NAMES[name]:<10}" + "".join(f"{_fmt(v):>10}" for v in values))
+    return finish(run, metrics, config=config)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":

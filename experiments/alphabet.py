@@ -34,15 +34,20 @@ state (25 predictions):
   reverse model ``ABC``).
 
 ``alphabet.png`` shows p(next letter) at each step for the three readings,
-targets marked, next to the training curves; the training logs are in
-``train_forward/`` and ``train_reverse/``.
+targets marked, next to the training curves. Each model's ``rnnjax.train.fit``
+run directory, ``train_forward/`` and ``train_reverse/``, holds its
+``config.json``, ``metrics.jsonl`` and ``checkpoints/`` (the trained
+parameters, restorable into :func:`initial_state`); the top level holds
+``config.json``, ``metrics.json`` and ``alphabet.png``. Running again into the
+same ``--out`` replaces the previous run.
 
 Expected result
 ---------------
 ``python -m experiments.alphabet`` (the default config: seed 0, LSTM H = 32,
 300 Adam steps of 32 stretches per model, learning rate 0.01) takes 13 s of
-wall time on the idle 2-core x86 CPU these docs were written on (jax 0.10.2,
-CPython 3.11), most of it compilation and the figure. Results (they repeat exactly: fixed seeds):
+wall time on the 2-core x86 CPU these docs were written on, shared with other
+jobs (jax 0.10.2, CPython 3.11), most of it compilation and the figure.
+Results (they repeat exactly: fixed seeds):
 
 - forward model on A..Z: accuracy 100% (final training loss 0.003 nats);
 - forward model on Z..A: accuracy 0% (chance 1/26 = 3.8%); for the inputs
@@ -75,14 +80,14 @@ from experiments.common import (
     parse_config,
     positive,
     positive_number,
-    start_fresh,
 )
-from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
+from rnnjax.train import FitResult, TrainState, fit, init_train_state, make_train_step
 
 PROG = "python -m experiments.alphabet"
 LETTERS = string.ascii_uppercase
 V = len(LETTERS)
-CELLS = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "rnn": rnnjax.ElmanRNN}
+CELLS = ("lstm", "gru", "rnn")
+"""The cells a run may use (``rnnjax.make_cell`` names)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +155,22 @@ def decode(ids) -> str:
 
 def make_model(config: Config) -> rnnjax.TokenModel:
     """One-hot letters -> cell (H) -> Readout (26)."""
-    cell = CELLS[config.cell](V, config.hidden_size)
+    cell = rnnjax.make_cell(config.cell, V, config.hidden_size)
     return rnnjax.TokenModel(cell, rnnjax.Readout(config.hidden_size, V))
+
+
+def initial_state(config: Config, model: rnnjax.TokenModel) -> TrainState:
+    """The state both models start from (the same seed; also the template their
+    checkpoints restore into: ``rnnjax.train.restore_checkpoint``)."""
+    params = _init(model, jax.random.key(config.seed))
+    return init_train_state(
+        params, optax.adam(config.learning_rate), jax.random.key(config.seed + 1)
+    )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init(model: rnnjax.TokenModel, key):
+    return model.init(key)
 
 
 def loss_fn_of(model: rnnjax.TokenModel):
@@ -199,21 +218,25 @@ def _generate(model, params, prompt, lengths):
     ).tokens
 
 
-def train(config: Config, model: rnnjax.TokenModel, step, run_dir: Path, reverse: bool):
-    """Train on the (reversed) alphabet with the train ``step``; returns the final parameters."""
-    optimizer = optax.adam(config.learning_rate)
-    params = jax.jit(model.init)(jax.random.key(config.seed))
-    state = init_train_state(params, optimizer, jax.random.key(config.seed + 1))
-    start_fresh(run_dir)
+def train(
+    config: Config, model: rnnjax.TokenModel, step, run_dir: Path, reverse: bool
+) -> FitResult:
+    """Train on the (reversed) alphabet with the train ``step`` in ``run_dir`` (a
+    previous run there is replaced)."""
     batch_fn = lambda s: stretches(  # a function of the step: repeatable
         np.random.default_rng((config.seed, int(reverse), s)), config.batch_size, reverse
     )
-    state = fit(
-        step, state, batch_fn, config.steps, run_dir=run_dir,
-        config={**dataclasses.asdict(config), "reverse": reverse}, progress=config.progress,
+    return fit(
+        step,
+        initial_state(config, model),
+        batch_fn,
+        config.steps,
+        run_dir=run_dir,
+        overwrite=True,
+        config={**dataclasses.asdict(config), "reverse": reverse},
+        progress=config.progress,
         plot=False,  # (alphabet.png shows the training curves)
-    )  # fmt: skip
-    return state.params
+    )
 
 
 # -- the figure ------------------------------------------------------------------------
@@ -237,8 +260,7 @@ def plot(path: Path, readings: list[tuple[str, np.ndarray, np.ndarray]], curves:
         ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=colour, label=name)
     ax.axhline(np.log(V), color="gray", ls="--", label="uniform guess, ln 26")
     ax.set_yscale("log")
-    ax.set(xlabel="training step", ylabel="cross-entropy (nats per letter)",
-           title="training")  # fmt: skip
+    ax.set(xlabel="training step", ylabel="cross-entropy (nats per letter)", title="training")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.suptitle(
@@ -257,19 +279,26 @@ def plot(path: Path, readings: list[tuple[str, np.ndarray, np.ndarray]], curves:
 def main(argv=None) -> dict:
     """Train the forward and the reverse model; returns the metrics written to ``metrics.json``."""
     config, run_dir = parse_config(
-        Config, argv, prog=PROG, default_out="runs/alphabet",
+        Config,
+        argv,
+        prog=PROG,
+        default_out="runs/alphabet",
         description="Learn the alphabet forwards; show that reciting it backwards is a "
         "separate thing to learn.",
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     model = make_model(config)
     forward, backward = alphabet(), alphabet(reverse=True)
-    print(f"alphabet: one-hot (26) -> {type(model.cell).__name__}({config.hidden_size}) -> "
-          f"Readout(26), trained on A..Z and, separately, on Z..A", flush=True)  # fmt: skip
+    print(
+        f"alphabet: one-hot (26) -> {type(model.cell).__name__}({config.hidden_size}) -> "
+        f"Readout(26), trained on A..Z and, separately, on Z..A",
+        flush=True,
+    )
     optimizer = optax.adam(config.learning_rate)  # one train step, compiled once, for both
     step = make_train_step(loss_fn_of(model), optimizer, max_grad_norm=config.clip_norm)
-    params_f = train(config, model, step, run_dir / "train_forward", reverse=False)
-    params_r = train(config, model, step, run_dir / "train_reverse", reverse=True)
+    trained_f = train(config, model, step, run_dir / "train_forward", reverse=False)
+    trained_r = train(config, model, step, run_dir / "train_reverse", reverse=True)
+    params_f, params_r = trained_f.params, trained_r.params
     continued_f = continuations(model, params_f, [config.start, "ZYX"])
     continued_r = continuations(model, params_r, [config.reverse_start, "ABC"])
 
@@ -284,7 +313,7 @@ def main(argv=None) -> dict:
         "reverse_model_reversed_accuracy": accuracy(probs_rr, backward),
         "reverse_model_forward_accuracy": accuracy(
             next_letter_probs(model, params_r, forward), forward
-        ),  # fmt: skip
+        ),
         "chance_accuracy": 1.0 / V,
         "forward_model_reversed_predictions": decode(np.argmax(probs_fr, axis=-1)),
         "forward_continuation_prompt": config.start,
@@ -296,32 +325,46 @@ def main(argv=None) -> dict:
         "forward_model_continues_ZYX": continued_f[1][:3],
         "reverse_model_continues_ABC": continued_r[1][:3],
     }
-    curves = {
-        "trained on A..Z": read_metrics(run_dir / "train_forward", split="train"),
-        "trained on Z..A": read_metrics(run_dir / "train_reverse", split="train"),
-    }
+    curves = {"trained on A..Z": trained_f.train, "trained on Z..A": trained_r.train}
     metrics["forward_final_loss"] = curves["trained on A..Z"][-1]["loss"]
     metrics["reverse_final_loss"] = curves["trained on Z..A"][-1]["loss"]
     readings = [
-        (f"trained on A..Z, reading A..Z: accuracy {metrics['forward_accuracy']:.0%}",
-         probs_ff, forward),
-        (f"trained on A..Z, reading Z..A: accuracy "
-         f"{metrics['forward_model_reversed_accuracy']:.0%}", probs_fr, backward),
-        (f"trained on Z..A, reading Z..A: accuracy "
-         f"{metrics['reverse_model_reversed_accuracy']:.0%}", probs_rr, backward),
-    ]  # fmt: skip
+        (
+            f"trained on A..Z, reading A..Z: accuracy {metrics['forward_accuracy']:.0%}",
+            probs_ff,
+            forward,
+        ),
+        (
+            f"trained on A..Z, reading Z..A: accuracy "
+            f"{metrics['forward_model_reversed_accuracy']:.0%}",
+            probs_fr,
+            backward,
+        ),
+        (
+            f"trained on Z..A, reading Z..A: accuracy "
+            f"{metrics['reverse_model_reversed_accuracy']:.0%}",
+            probs_rr,
+            backward,
+        ),
+    ]
     plot(run_dir / "alphabet.png", readings, curves)
 
     print()
     print(f"forward model on A..Z:  accuracy {metrics['forward_accuracy']:.0%}")
-    print(f"forward model on Z..A:  accuracy {metrics['forward_model_reversed_accuracy']:.0%} "
-          f"(chance {1 / V:.0%}); it predicts {metrics['forward_model_reversed_predictions']} "
-          f"for YXW...A")  # fmt: skip
+    print(
+        f"forward model on Z..A:  accuracy {metrics['forward_model_reversed_accuracy']:.0%} "
+        f"(chance {1 / V:.0%}); it predicts {metrics['forward_model_reversed_predictions']} "
+        f"for YXW...A"
+    )
     print(f"reverse model on Z..A:  accuracy {metrics['reverse_model_reversed_accuracy']:.0%}")
-    print(f"forward model, start at {config.start}: {config.start} "
-          f"{' '.join(metrics['forward_continuation'])}")  # fmt: skip
-    print(f"reverse model, start at {config.reverse_start}: {config.reverse_start} "
-          f"{' '.join(metrics['reverse_continuation'])}")  # fmt: skip
+    print(
+        f"forward model, start at {config.start}: {config.start} "
+        f"{' '.join(metrics['forward_continuation'])}"
+    )
+    print(
+        f"reverse model, start at {config.reverse_start}: {config.reverse_start} "
+        f"{' '.join(metrics['reverse_continuation'])}"
+    )
     print(
         f"forward model, asked to continue Z Y X: {' '.join(metrics['forward_model_continues_ZYX'])}"
     )
@@ -330,7 +373,7 @@ def main(argv=None) -> dict:
     )
     metrics["seconds"] = time.perf_counter() - start
     print(f"done in {metrics['seconds']:.1f} s; wrote alphabet.png, metrics.json to {run_dir}/")
-    return finish(run_dir, metrics)
+    return finish(run_dir, metrics, config=config)
 
 
 if __name__ == "__main__":

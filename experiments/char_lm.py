@@ -4,6 +4,7 @@
     python -m experiments.char_lm --cell gru           # or rnn (tanh Elman), lstm
     python -m experiments.char_lm --data FILE          # any UTF-8 text of your own
     python -m experiments.char_lm --resume             # continue an interrupted run in --out
+    python -m experiments.char_lm --load runs/char_lm  # predict and sample again, no training
     python -m experiments.char_lm --help
 
 What it shows: a recurrent network that reads text one character at a time and
@@ -18,49 +19,63 @@ at 1 the model's own distribution, wilder).
 
 The model: one-hot characters (``V``) -> :class:`rnnjax.LSTM` (``H``; or GRU,
 Elman RNN) -> :class:`rnnjax.Readout` (``V`` logits), an
-:class:`rnnjax.TokenModel` (:func:`rnnjax.language_model.token_language_model`).
-Training: Adam with a cosine learning-rate decay and gradient clipping, through
+:class:`rnnjax.TokenModel` (:func:`rnnjax.language_model.token_language_model`,
+the unroll ``impl="auto"``: the fastest that applies). Training: Adam with a
+cosine learning-rate decay and gradient clipping, through
 :func:`rnnjax.train.fit`, either by truncated BPTT over ``B`` parallel streams
 of the text (``--batching streams``, the default: chunks of ``T`` characters,
 the carry passed from chunk to chunk, :func:`rnnjax.language_model.stream_loss`)
 or on random windows read from a zero carry (``--batching windows``).
 Validation reads the held-out text as streams with the carry passed along
 (:func:`rnnjax.language_model.evaluate_stream`), so each character is predicted
-with all the text before it.
+with all the text before it. (What this experiment shares with ``next_word``
+lives in ``experiments/language.py``.)
 
 The data: ``rnnjax.data.pydoc_corpus()``, the ~465,000 characters of English
 prose behind Python's ``help()`` (shipped with every CPython), or ``--data
-FILE``; its last 10% is held out for validation.
+FILE``; its last 10% is held out for validation. The prompts whose top-3 next
+characters are shown were written for the built-in corpus (``'The return
+val'``, ...); with ``--data`` they are beginnings of words cut from the
+held-out part of your text (or give ``--prompts``).
 
 Writes to ``--out`` (default ``runs/char_lm``): ``config.json``,
-``metrics.jsonl`` and ``metrics.png`` (the training log and loss curves of
-``rnnjax.train.fit``), ``loss_curve.png`` (bits per character against the
-baselines), ``samples.txt``, ``checkpoints/`` and ``metrics.json``.
+``metrics.jsonl``, ``metrics.png`` and ``checkpoints/`` (the training log, loss
+curves and checkpoints of ``rnnjax.train.fit``), ``vocab.json`` (the
+characters, in id order), ``loss_curve.png`` (bits per character against the
+baselines), ``samples.txt`` and ``metrics.json``.
 
-Checkpoints (params, optimizer state, step, RNG key and the stream carry) are
-written every ``--checkpoint-every`` steps; after an interruption the same
-command with ``--resume`` continues from the latest one and computes what the
-uninterrupted run would have (the batches are a function of the step).
-``python -m experiments.demo`` is this experiment with a one-minute preset
-(``experiments/demo.py``).
+Checkpoints (params, optimizer state, step, RNG key and the stream carry, with
+the config) are written every ``--checkpoint-every`` steps, and the final one
+always; after an interruption the same command with ``--resume`` continues
+from the latest one and computes what the uninterrupted run would have (the
+batches are a function of the step). Without ``--resume`` a run replaces the
+previous run in ``--out``. ``--load DIR`` trains nothing: it restores the model
+of the run in ``DIR`` (``config.json``, ``vocab.json``, the latest checkpoint),
+shows its top-3 predictions and samples (``--prompts``, ``--sample-prompt``,
+``--sample-length``, ``--temperatures`` and ``--seed`` of the samples from the
+command line) and writes ``config.json``, ``metrics.json`` and ``samples.txt``
+to ``DIR/query`` (or ``--out``). ``python -m experiments.demo`` is this
+experiment with a one-minute preset (``experiments/demo.py``).
 
 Expected result
 ---------------
 ``python -m experiments.char_lm`` (seed 0, LSTM H = 256, 396k parameters,
 2,000 steps of 32 streams x 64 characters, Adam 5e-3 with cosine decay to
-5e-4) reaches **1.852 validation bits per character** (next-character accuracy
-66.1%), against 4.67 for the unigram baseline and 6.69 for uniform guessing;
-the training batches end near 1.5 bpc: the gap to validation is the model
+5e-4) reaches **1.834 validation bits per character** (next-character accuracy
+66.5%), against 4.67 for the unigram baseline and 6.69 for uniform guessing;
+seeds 1 and 2 reach 1.824 and 1.840 (three seeds: 1.833 +- 0.008). The
+training batches end near 1.5 bpc: the gap to validation is the model
 starting to memorise a 420,000-character training text. Top-3 predictions:
-``'The return val' -> 'u' 0.90``, ``'for each elem' -> 'e' 0.79``,
-``'the default is Non' -> 'e' 0.93``. The sample at temperature 0.5 is mostly
-English words about Python (``The "__getattribute__()" method is set the
-define an "except" clauses.``); at 1.0 it invents words (``lewcored``,
-``semscape``). The one-minute ``experiments.demo`` (H = 128) reaches 1.883.
+``'The return val' -> 'u' 0.97``, ``'for each elem' -> 'e' 0.84``,
+``'the default is Non' -> 'e' 0.94``. The sample at temperature 0.5 is mostly
+English words about Python (``the "int()" and "except" clauses are defined as
+the first code block.``); at 1.0 it invents words (``munable``,
+``deturred``). The one-minute ``experiments.demo`` (H = 128) reaches 1.882.
 
-It takes 190 s of wall time on the idle 2-core x86 CPU these docs were
-written on (jax 0.10.2, CPython 3.11), 182 s of it training at about 23,000
-characters per second. The numbers repeat exactly from run to run on the same machine.
+It takes 296 s of wall time, 285 s of it training at about 15,000 characters
+per second, on a shared 2-core x86 CPU that was busy with other jobs (load
+average ~8, so an idle one is faster; jax 0.10.2, CPython 3.11). The numbers
+repeat exactly from run to run on the same machine.
 
 Shapes: ``B`` batch (streams or windows), ``T`` characters per chunk or window,
 ``V`` vocabulary size, ``H`` hidden size.
@@ -71,51 +86,26 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
-import optax
 
-from experiments.common import (
-    finish,
-    new_figure,
-    option,
-    parse_config,
-    positive,
-    positive_number,
-    start_fresh,
-)
-from rnnjax.data import (
-    CharVocab,
-    pydoc_corpus,
-    random_windows,
-    read_text,
-    train_val_split,
-    unigram_bits_per_char,
-)
+from experiments import language
+from experiments.common import finish, new_figure, option, parse_config, positive
+from rnnjax.data import CharVocab, read_text, train_val_split, unigram_bits_per_char
 from rnnjax.generation import generate_from_prompt
 from rnnjax.language_model import (
     CELLS,
     evaluate_stream,
     next_token_top_k,
-    stream_loss,
     token_language_model,
-    window_loss,
-)
-from rnnjax.train import (
-    fit,
-    init_train_state,
-    latest_checkpoint,
-    make_train_step,
-    read_metrics,
-    token_streams,
 )
 
 PROG = "python -m experiments.char_lm"
-BATCHINGS = ("streams", "windows")
+BUILT_IN_PROMPTS = ("The return val", "for each elem", "the default is Non")
+PROMPT_LENGTH = 14  # characters of a prompt cut from a text of your own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,16 +134,25 @@ class Config:
     log_every: int = option(10, "log the training loss every this many steps")
     eval_every: int = option(500, "evaluate on the validation text every this many steps")
     eval_streams: int = option(16, "parallel streams the validation text is read in")
-    checkpoint: bool = option(True, "save checkpoints in <out>/checkpoints")
-    checkpoint_every: int = option(
-        500, "with --checkpoint: save every this many steps and at the end (--resume continues)"
+    checkpoint: bool = option(
+        True,
+        "also checkpoint every --checkpoint-every steps (for --resume); the final state is "
+        "always saved in <out>/checkpoints (for --load)",
     )
+    checkpoint_every: int = option(500, "with --checkpoint: save every this many steps")
     resume: bool = option(
         False, "continue the interrupted run in --out from its latest checkpoint (same options)"
     )
-    prompts: tuple[str, ...] = option(
-        ("The return val", "for each elem", "the default is Non"),
-        "prompts whose top-3 next characters are shown",
+    load: str | None = option(
+        None,
+        "a run directory of this experiment: predict and sample with its trained model, no "
+        "training (writes to DIR/query unless --out)",
+    )
+    prompts: tuple[str, ...] | None = option(
+        None,
+        "prompts whose top-3 next characters are shown; None: "
+        f"{', '.join(map(repr, BUILT_IN_PROMPTS))} for the built-in corpus, beginnings cut from "
+        "the held-out part of a --data text",
     )
     sample_prompt: str = option("The ", "text the generated samples start from")
     sample_length: int = option(400, "characters to generate per sample")
@@ -161,106 +160,47 @@ class Config:
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self):
-        check_training_options(self)
+        language.check_training_options(self)
         positive(self, "sample_length")
-        if self.resume and not self.checkpoint:
-            raise ValueError("`resume` needs checkpoints: drop `--no-checkpoint`")
         if not self.temperatures or not all(t > 0 for t in self.temperatures):
             raise ValueError(f"`temperatures` must be positive numbers, got {self.temperatures!r}")
         if not self.sample_prompt:
             raise ValueError("`sample-prompt` must be at least one character")
 
 
-def check_training_options(config) -> None:
-    """The checks of the options a language experiment (this one, ``next_word``)
-    trains with: sizes, cell, batching, held-out fraction, learning rate, the text file."""
-    positive(config, "hidden_size", "batch_size", "seq_len", "steps", "log_every")
-    positive(config, "eval_every", "eval_streams", "checkpoint_every")
-    if config.cell not in CELLS:
-        raise ValueError(f"`cell` must be one of {list(CELLS)}, got {config.cell!r}")
-    if config.batching not in BATCHINGS:
-        raise ValueError(f"`batching` must be one of {list(BATCHINGS)}, got {config.batching!r}")
-    if not 0.0 < config.val_fraction < 1.0:
-        raise ValueError(f"`val-fraction` must lie in (0, 1), got {config.val_fraction!r}")
-    if not 0.0 < config.final_lr_fraction <= 1.0:
-        raise ValueError(
-            f"`final-lr-fraction` must lie in (0, 1], got {config.final_lr_fraction!r}"
-        )
-    positive_number(config, "learning_rate", "clip_norm")
-    if config.data is not None and not os.path.isfile(config.data):
-        raise ValueError(f"`data`: no text file at {config.data!r}")
+# -- the model, its prompts and samples ----------------------------------------------------
 
 
-def override(name: str, default):
-    """A field of a preset (a subclass of :class:`Config`): ``name``'s option with
-    another default and the same help."""
-    field = {f.name: f for f in dataclasses.fields(Config)}[name]
-    return option(default, field.metadata["help"])
+def build_model(config: Config, chars) -> tuple[CharVocab, object]:
+    """``(vocab, model)``: one-hot characters -> cell (H) -> Readout (V)."""
+    vocab = CharVocab("".join(chars))
+    return vocab, token_language_model(config.cell, vocab.size, config.hidden_size)
 
 
-# -- pieces shared with the other language experiments ---------------------------------
+def held_out_prompts(text: str, val_fraction: float, count: int = 3) -> tuple[str, ...]:
+    """``count`` distinct beginnings of ``PROMPT_LENGTH`` characters cut from the held-out
+    part of ``text`` (its last ``val_fraction``), each starting a word, within one
+    line, evenly spread over those there are: the default prompts of a ``--data`` text."""
+    start = len(train_val_split(np.arange(len(text)), val_fraction)[0])
+    val = text[start:]
+    length = min(PROMPT_LENGTH, len(val))
+    fits = [i for i in range(len(val) - length + 1) if "\n" not in val[i : i + length]]
+    words = [i for i in fits if (i == 0 or val[i - 1].isspace()) and not val[i].isspace()]
+    beginnings = dict.fromkeys(val[i : i + length] for i in words or fits)  # distinct, in order
+    return tuple(language.spread(list(beginnings), count))
 
 
-def optimizer_and_schedule(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Adam with a cosine decay from ``learning_rate`` to ``final_lr_fraction`` of it."""
-    schedule = optax.cosine_decay_schedule(
-        config.learning_rate, config.steps, alpha=config.final_lr_fraction
-    )
-    return optax.adam(schedule), schedule
-
-
-def training_data(config, train_ids: np.ndarray):
-    """``(loss_fn, batch_fn, stateful)`` for ``config.batching`` (see the module docstring)."""
-    if config.batching == "streams":
-        return stream_loss, token_streams(train_ids, config.batch_size, config.seq_len), True
-
-    def batch_fn(step: int):  # a function of the step alone: resumable, repeatable
-        rng = np.random.default_rng((config.seed, step))
-        return random_windows(rng, train_ids, config.batch_size, config.seq_len)
-
-    return window_loss, batch_fn, False
-
-
-# Options that do not change what is trained: a run may be resumed with other values.
-RUN_CONTROL = ("resume", "progress", "interactive", "load", "prompt", "prompts", "top_k")
-
-
-def train(config, model, train_ids, run_dir: Path, eval_fn, key):
-    """Train ``model`` on ``train_ids`` with :func:`rnnjax.train.fit`: the final params.
-
-    With ``config.resume`` the run continues from the latest checkpoint in
-    ``run_dir``: the batches are a function of the step and the stream carry is in
-    the checkpoint, so the resumed run computes what the uninterrupted one would."""
-    make_loss, batch_fn, stateful = training_data(config, train_ids)
-    optimizer, schedule = optimizer_and_schedule(config)
-    params = _init(model, key)
-    carry = model.initial_carry(params, (config.batch_size,)) if stateful else None
-    state = init_train_state(params, optimizer, jax.random.fold_in(key, 1), carry)
-    step = make_train_step(
-        make_loss(model), optimizer, max_grad_norm=config.clip_norm, schedule=schedule,
-        stateful=stateful,
-    )  # fmt: skip
-    if not config.resume:
-        start_fresh(run_dir)
+def default_prompts(config: Config, data: str | None, val_fraction: float) -> tuple[str, ...]:
+    """``--prompts``, else the built-in prompts for the built-in corpus, else
+    :func:`held_out_prompts` of the text file ``data`` (none if it is gone)."""
+    if config.prompts:
+        return config.prompts
+    if data is None:
+        return BUILT_IN_PROMPTS
     try:
-        state = fit(
-            step, state, batch_fn, config.steps, run_dir=run_dir, config=config,
-            resume=config.resume, resume_ignores=RUN_CONTROL, eval_fn=eval_fn,
-            eval_every=config.eval_every,
-            checkpoint_every=config.checkpoint_every if config.checkpoint else None,
-            log_every=config.log_every, items_per_step=config.batch_size * config.seq_len,
-            progress=config.progress,
-        )  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
-        if not config.resume:
-            raise
-        raise SystemExit(f"error: cannot resume the run in {str(run_dir)!r}: {e}") from None
-    return state.params
-
-
-@jax.jit
-def _init(model, key):  # jit: one compilation instead of one per operation, kept per model
-    return model.init(key)
+        return held_out_prompts(read_text(data), val_fraction)
+    except (OSError, ValueError):
+        return ()
 
 
 @functools.partial(jax.jit, static_argnames="num_steps")
@@ -274,29 +214,77 @@ def sample(model, params, prompt_ids, key, num_steps: int, temperature: float) -
     return np.asarray(out.tokens[0])
 
 
-# -- the experiment ---------------------------------------------------------------------
+def predict_and_sample(config: Config, vocab: CharVocab, model, params, prompts, run_dir) -> dict:
+    """Print the top-3 next characters after each prompt and a sample at each
+    temperature (written to ``samples.txt``); returns them as metrics."""
+    print()
+    print("top-3 next-character predictions:")
+    known = [p for p in prompts if set(p) <= set(vocab.chars)]
+    for prompt in sorted(set(prompts) - set(known)):
+        print(f"  {prompt!r}: skipped, it has characters the text does not")
+    top_chars, top_probs = [], []
+    if known:
+        probs, ids = next_token_top_k(model, params, [vocab.encode(p) for p in known], 3)
+        for prompt, ps, js in zip(known, probs, ids, strict=True):
+            top_chars.append([vocab.decode([j]) for j in js])
+            top_probs.append([float(p) for p in ps])
+            shown = "   ".join(f"{c!r} {p:.2f}" for c, p in zip(top_chars[-1], ps, strict=True))
+            print(f"  {prompt!r:>24} -> {shown}")
+
+    key_sample = jax.random.split(jax.random.key(config.seed))[1]
+    prompt_ids = vocab.encode(config.sample_prompt)
+    samples = []
+    for i, temperature in enumerate(config.temperatures):
+        ids = sample(
+            model,
+            params,
+            prompt_ids,
+            jax.random.fold_in(key_sample, i),
+            config.sample_length,
+            temperature,
+        )
+        samples.append(config.sample_prompt + vocab.decode(ids))
+        print()
+        print(f"a sample at temperature {temperature:g}:")
+        print("\n".join("  " + line.rstrip() for line in samples[-1].split("\n")))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "samples.txt").write_text(
+        "".join(
+            f"--- temperature {t:g} ---\n{s}\n\n"
+            for t, s in zip(config.temperatures, samples, strict=True)
+        )
+    )
+    return {
+        "prompts": known,
+        "top_chars": top_chars,
+        "top_probs": top_probs,
+        "sample_temperatures": list(config.temperatures),
+        "samples": samples,
+    }
 
 
-def load_text(config) -> tuple[str, str]:
-    """``(text, where it came from)``."""
-    if config.data is None:
-        return pydoc_corpus(), "built-in corpus (pydoc_data.topics)"
-    return read_text(config.data), config.data
+# -- training ------------------------------------------------------------------------------
 
 
-def plot_bpc(run_dir: Path, uniform: float, unigram: float, val_bpc: float, title: str) -> None:
+def plot_bpc(run_dir: Path, fitted, uniform: float, unigram: float, title: str) -> None:
     """Training and validation bits per character against the two baselines."""
-    train_rows = read_metrics(run_dir, split="train")
-    eval_rows = read_metrics(run_dir, split="eval")
+    val_bpc = fitted.eval[-1]["bits_per_char"]
     fig, ax = new_figure(7, 4)
     ax.plot(
-        [r["step"] for r in train_rows], [r["loss"] / math.log(2) for r in train_rows],
-        lw=0.8, color="C0", label="training batch",
-    )  # fmt: skip
+        [r["step"] for r in fitted.train],
+        [r["loss"] / math.log(2) for r in fitted.train],
+        lw=0.8,
+        color="C0",
+        label="training batch",
+    )
     ax.plot(
-        [r["step"] for r in eval_rows], [r["bits_per_char"] for r in eval_rows], "o-", ms=4,
-        color="C3", label=f"validation (final {val_bpc:.2f})",
-    )  # fmt: skip
+        [r["step"] for r in fitted.eval],
+        [r["bits_per_char"] for r in fitted.eval],
+        "o-",
+        ms=4,
+        color="C3",
+        label=f"validation (final {val_bpc:.2f})",
+    )
     ax.axhline(uniform, color="gray", ls=":", label=f"uniform guess, log2 V ({uniform:.2f})")
     ax.axhline(unigram, color="gray", ls="--", label=f"unigram: frequencies only ({unigram:.2f})")
     ax.set(xlabel="training step", ylabel="bits per character", title=title)
@@ -306,41 +294,24 @@ def plot_bpc(run_dir: Path, uniform: float, unigram: float, val_bpc: float, titl
     fig.savefig(run_dir / "loss_curve.png", dpi=120)
 
 
-def main(
-    argv=None,
-    *,
-    config_class: type = Config,
-    prog: str = PROG,
-    description: str = "Train a character-level language model, report bits per character, "
-    "and sample from it.",
-    default_out: str = "runs/char_lm",
-    title: str = "rnnjax char_lm",
-) -> dict:
-    """Run the experiment; returns the metrics written to ``metrics.json``.
-
-    ``config_class``, ``prog``, ``default_out`` and ``title`` let a preset
-    (``experiments/demo.py``) run it with other defaults under its own name.
-    """
-    config, run_dir = parse_config(
-        config_class, argv, prog=prog, description=description, default_out=default_out
-    )
-    start = time.perf_counter()
+def train_model(config: Config, run_dir: Path, prog: str, title: str):
+    """Read the text, train and evaluate: ``(vocab, model, params, prompts, metrics)``."""
     try:
-        text, source = load_text(config)
+        text, source = language.load_text(config.data)
         vocab = CharVocab.from_text(text)
         train_ids, val_ids = train_val_split(vocab.encode(text), config.val_fraction)
-        sample_prompt = vocab.encode(config.sample_prompt)  # fail now rather than after training
+        vocab.encode(config.sample_prompt)  # fail now rather than after training
         if min(len(train_ids), len(val_ids)) <= config.seq_len:
             raise ValueError(
                 f"the text's train and validation parts must be longer than `seq-len`="
                 f"{config.seq_len}; they have {len(train_ids)} and {len(val_ids)} characters"
             )
-        training_data(config, train_ids)  # streams: enough text for B streams of T?
+        language.training_data(config, train_ids)  # streams: enough text for B streams of T?
     except (OSError, ValueError) as e:
         raise SystemExit(f"{prog}: error: {e}") from None
-
-    model = token_language_model(config.cell, vocab.size, config.hidden_size)
-    key_params, key_sample = jax.random.split(jax.random.key(config.seed))
+    language.save_vocab(run_dir, vocab.chars)
+    _, model = build_model(config, vocab.chars)
+    key_params = jax.random.split(jax.random.key(config.seed))[0]
     num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(model.init, key_params)))
     cell_name = type(model.cell).__name__
     print(
@@ -365,60 +336,33 @@ def main(
         )
 
     train_start = time.perf_counter()
-    params = train(config, model, train_ids, run_dir, eval_fn, key_params)
+    fitted = language.train(config, model, train_ids, run_dir, eval_fn, key_params)
     train_seconds = time.perf_counter() - train_start
 
-    val = read_metrics(run_dir, split="eval")[-1]  # fit evaluated the final params
-    val_bpc = val["bits_per_char"]
+    val = fitted.eval[-1]  # fit evaluated the final params
     unigram_bpc = unigram_bits_per_char(train_ids, val_ids, vocab.size)
     uniform_bpc = math.log2(vocab.size)
     print()
-    print(f"validation: {val_bpc:.3f} bits per character")
+    print(f"validation: {val['bits_per_char']:.3f} bits per character")
     print(
         f"  baselines: unigram (character frequencies) {unigram_bpc:.3f}, uniform {uniform_bpc:.3f}"
     )
-    print()
-    print("top-3 next-character predictions:")
-    known = [p for p in config.prompts if set(p) <= set(vocab.chars)]
-    for prompt in sorted(set(config.prompts) - set(known)):
-        print(f"  {prompt!r}: skipped, it has characters the text does not")
-    if known:
-        probs, ids = next_token_top_k(model, params, [vocab.encode(p) for p in known], 3)
-        for prompt, ps, js in zip(known, probs, ids, strict=True):
-            shown = "   ".join(f"{vocab.decode(j)!r} {p:.2f}" for p, j in zip(ps, js, strict=True))
-            print(f"  {prompt!r:>24} -> {shown}")
-
-    samples = []
-    for i, temperature in enumerate(config.temperatures):
-        ids = sample(
-            model, params, sample_prompt, jax.random.fold_in(key_sample, i),
-            config.sample_length, temperature,
-        )  # fmt: skip
-        samples.append(config.sample_prompt + vocab.decode(ids))
-        print()
-        print(f"a sample at temperature {temperature:g}:")
-        print("\n".join("  " + line.rstrip() for line in samples[-1].split("\n")))
-    (run_dir / "samples.txt").write_text(
-        "".join(
-            f"--- temperature {t:g} ---\n{s}\n\n"
-            for t, s in zip(config.temperatures, samples, strict=True)
-        )
-    )
-
-    train_rows = read_metrics(run_dir, split="train")
-    chars_per_step = config.batch_size * config.seq_len
-    last = [r["loss"] for r in train_rows[-10:]]
-    rates = [r["items_per_second"] for r in train_rows if "items_per_second" in r]
     plot_bpc(
-        run_dir, uniform_bpc, unigram_bpc, val_bpc,
+        run_dir,
+        fitted,
+        uniform_bpc,
+        unigram_bpc,
         f"{cell_name}(H={config.hidden_size}) on {Path(source).name if config.data else 'pydoc text'}",
-    )  # fmt: skip
+    )
+    last = [r["loss"] for r in fitted.train[-10:]]
+    rates = [r["items_per_second"] for r in fitted.train if "items_per_second" in r]
+    chars_per_step = config.batch_size * config.seq_len
     metrics = {
         "steps": config.steps,
-        "first_train_loss": train_rows[0]["loss"],
+        "first_train_loss": fitted.train[0]["loss"],
         "final_train_loss": float(np.mean(last)),
         "final_train_bpc": float(np.mean(last)) / math.log(2),
-        "val_bpc": val_bpc,
+        "val_bpc": val["bits_per_char"],
         "val_accuracy": val["accuracy"],
         "val_chars": val["count"],
         "unigram_bpc": unigram_bpc,
@@ -427,18 +371,74 @@ def main(
         "chars_per_second": rates[-1] if rates else chars_per_step * config.steps / train_seconds,
         "num_params": int(num_params),
         "vocab_size": vocab.size,
-        "checkpoint": latest_checkpoint(run_dir / "checkpoints") or "",
-        "sample_temperatures": list(config.temperatures),
-        "samples": samples,
-        "seconds": time.perf_counter() - start,
+        "checkpoint": fitted.checkpoint,
     }
-    print()
-    print(
-        f"done in {metrics['seconds']:.0f} s; wrote config.json, metrics.json, metrics.jsonl, "
-        f"loss_curve.png, metrics.png, samples.txt{', checkpoints/' if config.checkpoint else ''} "
-        f"to {run_dir}/"
+    prompts = config.prompts or (
+        BUILT_IN_PROMPTS if config.data is None else held_out_prompts(text, config.val_fraction)
     )
-    return finish(run_dir, metrics)
+    return vocab, model, fitted.params, prompts, metrics
+
+
+# -- the experiment ------------------------------------------------------------------------
+
+
+def main(
+    argv=None,
+    *,
+    config_class: type = Config,
+    prog: str = PROG,
+    description: str = "Train a character-level language model, report bits per character, "
+    "and sample from it (or load a trained one: --load).",
+    default_out: str = "runs/char_lm",
+    title: str = "rnnjax char_lm",
+) -> dict:
+    """Run the experiment; returns the metrics written to ``metrics.json``.
+
+    ``config_class``, ``prog``, ``default_out`` and ``title`` let a preset
+    (``experiments/demo.py``) run it with other defaults under its own name.
+    """
+    config, run_dir = parse_config(
+        config_class,
+        argv,
+        prog=prog,
+        description=description,
+        default_out=language.query_out_dir(argv, prog, default_out),
+    )
+    start = time.perf_counter()
+    if config.load is None:
+        vocab, model, params, prompts, metrics = train_model(config, run_dir, prog, title)
+    else:
+        try:
+            loaded = language.load_run(config.load, config_class, build_model)
+        except (OSError, ValueError, TypeError) as e:
+            raise SystemExit(f"{prog}: error: cannot load {config.load!r}: {e}") from None
+        vocab, model, params = loaded.vocab, loaded.model, loaded.params
+        try:
+            vocab.encode(config.sample_prompt)
+        except ValueError as e:
+            raise SystemExit(f"{prog}: error: `sample-prompt`: {e}") from None
+        prompts = default_prompts(config, loaded.data, loaded.config.val_fraction)
+        print(
+            f"{title}: loaded {type(model.cell).__name__}(H={loaded.config.hidden_size}), "
+            f"V={vocab.size}, trained {loaded.step:,} steps, from {config.load}/"
+        )
+        if not prompts:
+            print(f"  (no prompts: its text {loaded.data!r} is gone; give --prompts)")
+        metrics = {"loaded_from": config.load, "loaded_step": loaded.step, "vocab_size": vocab.size}
+    metrics.update(predict_and_sample(config, vocab, model, params, prompts, run_dir))
+    metrics["seconds"] = time.perf_counter() - start
+    print()
+    if config.load is None:
+        print(
+            f"done in {metrics['seconds']:.0f} s; wrote config.json, vocab.json, metrics.json, "
+            f"metrics.jsonl, loss_curve.png, metrics.png, samples.txt, checkpoints/ to {run_dir}/"
+        )
+        return finish(run_dir, metrics)
+    print(
+        f"done in {metrics['seconds']:.0f} s; wrote config.json, metrics.json, samples.txt to "
+        f"{run_dir}/"
+    )
+    return finish(run_dir, metrics, config=config)
 
 
 if __name__ == "__main__":

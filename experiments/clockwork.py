@@ -8,7 +8,8 @@ The task is section 4.1 of Koutník, Greff, Gomez & Schmidhuber (2014), "A
 Clockwork RNN": a network that receives no information from outside (here a
 constant input ``x_t = 1`` of size 1, which acts as a second bias) must
 produce a 320-step target signal from its own dynamics, read out linearly,
-``y_t = c + v . h_t``. The weights are a (lossy) encoding of the whole signal.
+``y_t = c + v . h_t``: an ``rnnjax.SequenceModel`` read at every step
+(:func:`make_model`). The weights are a (lossy) encoding of the whole signal.
 Targets (``--targets``), each normalised to ``[-1, 1]`` (:func:`target`):
 
 - ``paper``: ``f(t) = 0.5 sin 2t - 0.05 cos(17t + 0.8) + 0.05 sin(25t + 10)
@@ -18,8 +19,8 @@ Targets (``--targets``), each normalised to ``[-1, 1]`` (:func:`target`):
   steps and amplitudes 1, 1/2, 1/4, 1/8 (:data:`SINES`).
 
 Models, each of about 1,000 trainable parameters including the readout
-(``num_params`` of the cell, whose Clockwork count leaves out the masked
-recurrent weights, plus ``H + 1``):
+(``SequenceModel.num_params``: the cell's own count, which for the Clockwork
+RNN leaves out the masked recurrent weights, plus ``H + 1``):
 
 - tanh RNN (``rnnjax.ElmanRNN``), H = 31: 1,086 parameters;
 - LSTM (``rnnjax.LSTM``), H = 15: 1,096;
@@ -38,7 +39,11 @@ steps on a CPU. ``--seeds`` independent initialisations of each model are
 trained side by side (``jax.vmap`` over the seeds' parameters, with an
 optimizer vmapped the same way so that each seed's clipping and Adam state are
 its own; the targets are trained side by side in the same way). Through
-:func:`rnnjax.train.fit`, one run per model; logs in ``train_<model>/``.
+:func:`rnnjax.train.fit`, one run per model in ``train_<model>/``: its
+``config.json``, ``metrics.jsonl`` and ``checkpoints/`` (the trained
+parameters of every seed and target, stacked, restorable into
+:func:`initial_state`). Running again into the same ``--out`` replaces the
+previous run.
 
 Reported: the normalised MSE, ``NMSE = MSE / Var(target)`` (1 = predicting the
 mean), per model and seed, its mean and median over seeds, and the ratio of the
@@ -50,27 +55,31 @@ median NMSE), ``nmse.png`` (every seed's NMSE, log scale) and ``training.png``
 Expected result
 ---------------
 ``python -m experiments.clockwork`` (the default config: seeds 0-4, 2,000 steps)
-takes 44 s of wall time on the idle 2-core x86 CPU these docs were written on
-(jax 0.10.2, CPython 3.11): each model trains its 5 seeds x 2 targets side by
-side in one batched run. Normalised
-MSE, mean over the 5 seeds (median in brackets):
+takes 42 s of wall time on the 2-core x86 CPU these docs were written on,
+shared with other jobs (jax 0.10.2, CPython 3.11): each model trains its 5
+seeds x 2 targets side by side in one batched run. Normalised MSE, mean over
+the 5 seeds (median in brackets):
 
 =============  ==================  ==================
 model          target ``paper``    target ``sines``
 =============  ==================  ==================
-tanh RNN       0.47 (0.29)         0.69 (0.69)
-LSTM           0.085 (0.10)        0.17 (0.062)
-Clockwork RNN  0.00045 (0.00037)   0.00062 (0.00046)
+tanh RNN       0.86 (1.0)          0.76 (0.72)
+LSTM           0.087 (0.10)        0.29 (0.065)
+Clockwork RNN  0.00039 (0.00038)   0.00050 (0.00059)
 =============  ==================  ==================
 
-The Clockwork RNN is below 0.01 for every seed and target (worst seed 0.0012),
-1,040x (``paper``) and 1,110x (``sines``) better than the tanh RNN on the mean
-and 186x and 277x better than the LSTM, as the paper found (on its audio
-signal the Clockwork RNN outperformed both the simple RNN and the LSTM). The
-tanh RNN follows the slow
-trend for a while and then settles on a constant (one seed never leaves the
-constant: NMSE 1.0); the LSTM follows the slow wave but none of the ripples.
-The numbers repeat exactly from run to run on the same machine.
+The Clockwork RNN is below 0.01 for every seed and target (worst seed
+0.00067), 2,190x (``paper``) and 1,510x (``sines``) better than the tanh RNN
+on the mean and 222x and 571x better than the LSTM, as the paper found (on its
+audio signal the Clockwork RNN outperformed both the simple RNN and the LSTM).
+The tanh RNN settles on a constant: on ``paper`` four of the five seeds never
+leave it (NMSE 1.0; the fifth reaches 0.29), on ``sines`` (the median seed)
+it follows the slow trend for about 120 steps first. The LSTM follows the slow
+wave but none of the ripples; on ``sines`` two seeds of five end at NMSE 0.62
+and 0.63, the other three at about 0.06. These two means rest on few seeds:
+seeds 5-9 (``--seed 5 --models rnn lstm``) give the tanh RNN 0.89 and 0.74
+and the LSTM 0.037 and 0.28. The numbers repeat exactly from run to run on
+the same machine.
 """
 
 from __future__ import annotations
@@ -79,7 +88,7 @@ import dataclasses
 import functools
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -94,9 +103,8 @@ from experiments.common import (
     parse_config,
     positive,
     positive_number,
-    start_fresh,
 )
-from rnnjax.train import fit, init_train_state, make_train_step, read_metrics
+from rnnjax.train import TrainState, fit, init_train_state, make_train_step
 
 PROG = "python -m experiments.clockwork"
 NUM_STEPS = 320
@@ -164,8 +172,12 @@ def target(name: str, num_steps: int = NUM_STEPS) -> np.ndarray:
     i = np.arange(num_steps, dtype=np.float64)
     if name == "paper":
         t = 0.01 * i
-        f = (0.5 * np.sin(2 * t) - 0.05 * np.cos(17 * t + 0.8) + 0.05 * np.sin(25 * t + 10)
-             - 0.02 * np.cos(45 * t + 0.3))  # fmt: skip
+        f = (
+            0.5 * np.sin(2 * t)
+            - 0.05 * np.cos(17 * t + 0.8)
+            + 0.05 * np.sin(25 * t + 10)
+            - 0.02 * np.cos(45 * t + 0.3)
+        )
     elif name == "sines":
         f = sum(a * np.sin(2 * np.pi * i / p + phase) for p, a, phase in SINES)
     else:
@@ -181,47 +193,22 @@ def nmse(prediction, signal) -> Any:
 # -- the models ----------------------------------------------------------------------------
 
 
-class GeneratorParams(NamedTuple):
-    cell: Any
-    readout: rnnjax.ReadoutParams
+def make_model(name: str, config: Config) -> rnnjax.SequenceModel:
+    """The model ``name`` (``rnn``, ``lstm`` or ``cw``): the constant input ``x_t = 1``
+    ``(T, 1)`` -> its cell -> ``y_t = c + v . h_t`` at every step, ``(T, 1)``."""
+    if name == "cw":
+        sizes = tuple(config.cw_module_sizes)
+        cell = rnnjax.make_cell(
+            "clockwork", 1, sum(sizes), module_sizes=sizes, periods=tuple(config.cw_periods)
+        )
+    else:
+        cell = rnnjax.make_cell(name, 1, getattr(config, f"{name}_hidden"))
+    return rnnjax.SequenceModel(cell, 1, read="every")
 
 
-@dataclasses.dataclass(frozen=True)
-class Generator:
-    """A cell run on the constant input ``x_t = 1`` for ``T`` steps, read out linearly:
-    ``y_t = c + v . h_t``, ``(T,)``."""
-
-    cell: Any
-
-    @property
-    def readout(self) -> rnnjax.Readout:
-        return rnnjax.Readout(self.cell.hidden_size, 1)
-
-    def init(self, key) -> GeneratorParams:
-        k_cell, k_readout = jax.random.split(key)
-        return GeneratorParams(self.cell.init(k_cell), self.readout.init(k_readout))
-
-    def num_params(self) -> int:
-        """The cell's trainable parameters (Clockwork: unmasked ones) and the readout's."""
-        return self.cell.num_params() + self.cell.hidden_size + 1
-
-    def __call__(self, params: GeneratorParams, num_steps: int = NUM_STEPS):
-        xs = jnp.ones((num_steps, 1), jnp.float32)
-        outputs = rnnjax.unroll(self.cell, params.cell, xs).outputs  # (T, H)
-        return self.readout(params.readout, outputs)[:, 0]
-
-
-jax.tree_util.register_static(Generator)
-
-
-def make_generator(name: str, config: Config) -> Generator:
-    if name == "rnn":
-        return Generator(rnnjax.ElmanRNN(1, config.rnn_hidden))
-    if name == "lstm":
-        return Generator(rnnjax.LSTM(1, config.lstm_hidden))
-    sizes = tuple(config.cw_module_sizes)
-    return Generator(rnnjax.ClockworkRNN(1, sum(sizes), module_sizes=sizes,
-                                         periods=tuple(config.cw_periods)))  # fmt: skip
+def generate(model: rnnjax.SequenceModel, params, num_steps: int = NUM_STEPS):
+    """The model's output ``y_t`` for ``t < num_steps``, ``(num_steps,)``."""
+    return model.apply(params, jnp.ones((num_steps, 1), jnp.float32))[:, 0]
 
 
 # -- training, one vmapped run per model and target -------------------------------------------
@@ -230,59 +217,81 @@ def make_generator(name: str, config: Config) -> Generator:
 def per_model(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
     """``optimizer`` applied to each model of a stack (leading axis of every leaf) on
     its own: its state, and any clipping, per model."""
-    return optax.GradientTransformation(
-        jax.jit(jax.vmap(optimizer.init)), jax.vmap(optimizer.update)
-    )
+    return optax.GradientTransformation(jax.vmap(optimizer.init), jax.vmap(optimizer.update))
 
 
-def train(
-    config: Config, model: Generator, signals: dict[str, np.ndarray], learning_rate: float,
-    run_dir: Path,
-):  # fmt: skip
-    """Train ``config.seeds`` copies of ``model`` on each signal, all side by side.
-
-    Returns the trained parameters stacked ``(targets, seeds, ...)`` per leaf. The
-    ``targets x seeds`` models are one ``jax.vmap``: one compiled train step per
-    model, one :func:`rnnjax.train.fit` whose log (``metrics.jsonl``) records the
-    mean NMSE over the seeds of each target (``nmse_<target>``) every 10 steps.
-    """
-    names, seeds = list(signals), config.seeds
-    keys = jax.random.split(jax.random.key(config.seed), seeds)  # the same seeds per target
-    init = jax.jit(model.init)  # (compiles faster than its vmap)
-    one = [init(k) for k in keys]
-    params = jax.tree.map(lambda *a: jnp.stack(a * len(names)), *one)  # (targets * seeds, ...)
-    targets = jnp.asarray(np.repeat(np.stack(list(signals.values())), seeds, axis=0), jnp.float32)
-    variances = jnp.var(targets, axis=-1)
+def make_optimizer(config: Config, learning_rate: float):
+    """``(optimizer, schedule)``: Adam with the cosine-decayed ``learning_rate`` and
+    clipping, per model of a stack (:func:`per_model`)."""
     schedule = optax.cosine_decay_schedule(
         learning_rate, config.steps, alpha=config.final_lr_fraction
     )
     optimizer = per_model(
         optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(schedule))
     )
+    return optimizer, schedule
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init(model: rnnjax.SequenceModel, key):
+    return model.init(key)  # (compiles faster than its vmap)
+
+
+def initial_state(config: Config, name: str, num_targets: int) -> TrainState:
+    """The state the ``num_targets x config.seeds`` copies of model ``name`` start
+    from, stacked ``(targets * seeds, ...)`` per leaf (also the template their
+    checkpoint restores into: ``rnnjax.train.restore_checkpoint``)."""
+    model = make_model(name, config)
+    keys = jax.random.split(jax.random.key(config.seed), config.seeds)  # the same per target
+    one = [_init(model, k) for k in keys]
+    params = jax.tree.map(lambda *a: jnp.stack(a * num_targets), *one)
+    optimizer, _ = make_optimizer(config, getattr(config, f"{name}_lr"))
+    return init_train_state(params, optimizer, jax.random.key(config.seed + 10_000))
+
+
+def train(config: Config, name: str, signals: dict[str, np.ndarray], run_dir: Path):
+    """Train ``config.seeds`` copies of model ``name`` on each signal, all side by side,
+    in ``run_dir`` (a previous run there is replaced).
+
+    Returns the :class:`rnnjax.train.FitResult`, whose parameters are stacked
+    ``(targets * seeds, ...)`` per leaf, target-major. The ``targets x seeds``
+    models are one ``jax.vmap``: one compiled train step per model, one
+    :func:`rnnjax.train.fit` whose log (``metrics.jsonl``) records the mean NMSE
+    over the seeds of each target (``nmse_<target>``) every 10 steps.
+    """
+    names, seeds = list(signals), config.seeds
+    model = make_model(name, config)
+    targets = jnp.asarray(np.repeat(np.stack(list(signals.values())), seeds, axis=0), jnp.float32)
+    variances = jnp.var(targets, axis=-1)
+    optimizer, schedule = make_optimizer(config, getattr(config, f"{name}_lr"))
 
     def loss_fn(params, targets, key):  # the sum of the models' MSEs: each its own gradient
-        errors = jax.vmap(lambda p, f: jnp.mean((model(p) - f) ** 2))(params, targets)
+        errors = jax.vmap(lambda p, f: jnp.mean((generate(model, p) - f) ** 2))(params, targets)
         nmse_by_target = (errors / variances).reshape(len(names), seeds).mean(axis=1)
         return jnp.sum(errors), {f"nmse_{n}": nmse_by_target[i] for i, n in enumerate(names)}
 
     # Clipping is per model, inside the vmapped optimizer; the step's own clipping
     # would take one norm over all models together and couple them.
     step = make_train_step(loss_fn, optimizer, max_grad_norm=None, schedule=schedule)
-    state = init_train_state(params, optimizer, jax.random.key(config.seed + 10_000))
-    start_fresh(run_dir)
-    state = fit(
-        step, state, lambda s: targets, config.steps, run_dir=run_dir, config=config,
-        progress=config.progress, log_every=10, plot=False,  # (training.png shows the curves)
-    )  # fmt: skip
-    return jax.tree.map(lambda a: a.reshape(len(names), seeds, *a.shape[1:]), state.params)
+    return fit(
+        step,
+        initial_state(config, name, len(names)),
+        lambda s: targets,
+        config.steps,
+        run_dir=run_dir,
+        overwrite=True,
+        config={**dataclasses.asdict(config), "model": name},
+        progress=config.progress,
+        log_every=10,
+        plot=False,  # (training.png shows the curves)
+    )
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def generate_all(model: Generator, params):
-    """The outputs of stacked models, ``(*S, T)`` for params stacked ``(*S, ...)``."""
-    flat = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), params)
-    ys = jax.vmap(model)(flat)
-    return ys.reshape(*jax.tree.leaves(params)[0].shape[:2], -1)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def generate_all(model: rnnjax.SequenceModel, num_targets: int, params):
+    """The outputs of models stacked ``(num_targets * seeds, ...)``, ``(targets, seeds, T)``."""
+    ys = jax.vmap(lambda p: generate(model, p))(params)
+    return ys.reshape(num_targets, -1, ys.shape[-1])
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -296,9 +305,13 @@ def plot_outputs(path: Path, signals: dict, outputs: dict, scores: dict, counts:
         ax.plot(signal, color="black", lw=3, alpha=0.35, label="target")
         for model, y in outputs[name].items():
             s = scores[name][model]
-            ax.plot(y, color=colours[model], lw=1.2,
-                    label=f"{MODEL_NAMES[model]} ({counts[model]:,} params): "
-                    f"NMSE {np.median(s):.2g} (median of {len(s)} seeds)")  # fmt: skip
+            ax.plot(
+                y,
+                color=colours[model],
+                lw=1.2,
+                label=f"{MODEL_NAMES[model]} ({counts[model]:,} params): "
+                f"NMSE {np.median(s):.2g} (median of {len(s)} seeds)",
+            )
         ax.set(xlabel="time step", ylabel="output y_t", title=f"target '{name}'")
         ax.set_ylim(-1.6, 1.6)
         ax.legend(fontsize=8, loc="lower left")
@@ -311,17 +324,21 @@ def plot_outputs(path: Path, signals: dict, outputs: dict, scores: dict, counts:
     fig.savefig(path, dpi=120)
 
 
-def plot_training(path: Path, run_dir: Path, models: list[str], names: list[str]) -> None:
-    """The mean NMSE over the seeds against the training step, per model and target."""
+def plot_training(path: Path, logs: dict[str, list[dict]], names: list[str]) -> None:
+    """The mean NMSE over the seeds against the training step, per model (``logs``:
+    its train lines) and target."""
     fig, ax = new_figure(9, 4)
     colours = {"rnn": "C3", "lstm": "C2", "cw": "C0"}
     styles = ("-", "--", ":")
-    for model in models:
-        rows = read_metrics(run_dir / f"train_{model}", split="train")
+    for model, rows in logs.items():
         for name, style in zip(names, styles, strict=False):
-            ax.plot([r["step"] for r in rows], [r[f"nmse_{name}"] for r in rows],
-                    color=colours[model], ls=style,
-                    label=f"{MODEL_NAMES[model]}, target '{name}'")  # fmt: skip
+            ax.plot(
+                [r["step"] for r in rows],
+                [r[f"nmse_{name}"] for r in rows],
+                color=colours[model],
+                ls=style,
+                label=f"{MODEL_NAMES[model]}, target '{name}'",
+            )
     ax.set_yscale("log")
     ax.set(xlabel="Adam step", ylabel="NMSE (mean over seeds)", title="training")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -338,8 +355,13 @@ def plot_scores(path: Path, scores: dict) -> None:
         for i, model in enumerate(scores[name]):
             s = np.asarray(scores[name][model])
             x = i + (j - (len(names) - 1) / 2) * width
-            ax.scatter(np.full(len(s), x), s, color=f"C{j}", s=18,
-                       label=f"target '{name}'" if i == 0 else None)  # fmt: skip
+            ax.scatter(
+                np.full(len(s), x),
+                s,
+                color=f"C{j}",
+                s=18,
+                label=f"target '{name}'" if i == 0 else None,
+            )
             ax.plot([x - width / 3, x + width / 3], [s.mean()] * 2, color=f"C{j}", lw=2)
     models = list(next(iter(scores.values())))
     ax.set_xticks(range(len(models)), [MODEL_NAMES[m] for m in models])
@@ -360,24 +382,32 @@ def plot_scores(path: Path, scores: dict) -> None:
 def main(argv=None) -> dict:
     """Train every model on every target; returns the metrics written to ``metrics.json``."""
     config, run_dir = parse_config(
-        Config, argv, prog=PROG, default_out="runs/clockwork",
+        Config,
+        argv,
+        prog=PROG,
+        default_out="runs/clockwork",
         description="Generate a 320-step signal with no input (Clockwork RNN paper, section "
         "4.1): tanh RNN vs LSTM vs Clockwork RNN at ~1,000 parameters.",
-    )  # fmt: skip
+    )
     start = time.perf_counter()
-    generators = {m: make_generator(m, config) for m in config.models}
-    counts = {m: g.num_params() for m, g in generators.items()}
+    models = {m: make_model(m, config) for m in config.models}
+    counts = {m: model.num_params() for m, model in models.items()}
     metrics: dict[str, Any] = {f"{m}_num_params": n for m, n in counts.items()}
     signals = {name: target(name) for name in config.targets}
     outputs: dict = {name: {} for name in signals}
     scores: dict = {name: {} for name in signals}
-    for model, generator in generators.items():
-        print(f"{MODEL_NAMES[model]}, {counts[model]:,} parameters: {config.seeds} seeds x "
-              f"{len(signals)} targets side by side", flush=True)  # fmt: skip
+    logs = {}
+    for model in models:
+        print(
+            f"{MODEL_NAMES[model]}, {counts[model]:,} parameters: {config.seeds} seeds x "
+            f"{len(signals)} targets side by side",
+            flush=True,
+        )
         t0 = time.perf_counter()
-        learning_rate = getattr(config, f"{model}_lr")
-        params = train(config, generator, signals, learning_rate, run_dir / f"train_{model}")
-        ys = np.asarray(generate_all(generator, params), np.float64)  # (targets, seeds, T)
+        result = train(config, model, signals, run_dir / f"train_{model}")
+        logs[model] = result.train
+        ys = generate_all(models[model], len(signals), result.params)
+        ys = np.asarray(ys, np.float64)  # (targets, seeds, T)
         metrics[f"{model}_seconds"] = time.perf_counter() - t0
         for (name, signal), y in zip(signals.items(), ys, strict=True):
             s = np.asarray(nmse(y, signal))
@@ -386,30 +416,34 @@ def main(argv=None) -> dict:
             metrics[f"{name}_{model}_nmse"] = s
             metrics[f"{name}_{model}_nmse_mean"] = float(s.mean())
             metrics[f"{name}_{model}_nmse_median"] = float(np.median(s))
-            print(f"  target '{name}': NMSE per seed {np.array2string(s, precision=4)}, "
-                  f"mean {s.mean():.4g}")  # fmt: skip
+            print(
+                f"  target '{name}': NMSE per seed {np.array2string(s, precision=4)}, "
+                f"mean {s.mean():.4g}"
+            )
     for name in signals:
         for other in ("rnn", "lstm"):
-            if "cw" in generators and other in generators:
+            if "cw" in models and other in models:
                 ratio = metrics[f"{name}_{other}_nmse_mean"] / metrics[f"{name}_cw_nmse_mean"]
                 metrics[f"{name}_{other}_over_cw"] = ratio
-    plot_training(run_dir / "training.png", run_dir, list(generators), list(signals))
+    plot_training(run_dir / "training.png", logs, list(signals))
     plot_outputs(run_dir / "clockwork.png", signals, outputs, scores, counts)
     plot_scores(run_dir / "nmse.png", scores)
     print()
     for name in signals:
-        line = ", ".join(
-            f"{MODEL_NAMES[m]} {metrics[f'{name}_{m}_nmse_mean']:.3g}" for m in generators
-        )
+        line = ", ".join(f"{MODEL_NAMES[m]} {metrics[f'{name}_{m}_nmse_mean']:.3g}" for m in models)
         print(f"target '{name}', mean NMSE over {config.seeds} seeds: {line}")
         for other in ("rnn", "lstm"):
             if f"{name}_{other}_over_cw" in metrics:
-                print(f"  {MODEL_NAMES[other]} / Clockwork RNN: "
-                      f"{metrics[f'{name}_{other}_over_cw']:.3g}x")  # fmt: skip
+                print(
+                    f"  {MODEL_NAMES[other]} / Clockwork RNN: "
+                    f"{metrics[f'{name}_{other}_over_cw']:.3g}x"
+                )
     metrics["seconds"] = time.perf_counter() - start
-    print(f"done in {metrics['seconds']:.0f} s; wrote clockwork.png, nmse.png, metrics.json "
-          f"to {run_dir}/")  # fmt: skip
-    return finish(run_dir, metrics)
+    print(
+        f"done in {metrics['seconds']:.0f} s; wrote clockwork.png, nmse.png, metrics.json "
+        f"to {run_dir}/"
+    )
+    return finish(run_dir, metrics, config=config)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def parse_config(cls, argv=None, *, prog: str, description: str, default_out: st
     frozen dataclass ``cls`` is an option ``--some-name`` of the field's type
     (``bool`` fields get ``--x/--no-x``, tuples take several values), plus
     ``--out DIR``. A ``ValueError`` from the config's ``__post_init__`` becomes a
-    usage error naming the option. Nothing is written: the run directory's files
+    usage error naming the option. The run directory is created, empty: its files
     have their own writers (module docstring)."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -88,6 +88,7 @@ def parse_config(cls, argv=None, *, prog: str, description: str, default_out: st
         config = cls(**args)
     except (TypeError, ValueError) as e:
         parser.error(str(e))
+    out.mkdir(parents=True, exist_ok=True)
     return config, out
 
 
@@ -96,7 +97,9 @@ def positive(config, *names: str) -> None:
     for name in names:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name.replace('_', '-')}` must be a positive integer, got {value!r}")
+            raise ValueError(
+                f"`{name.replace('_', '-')}` must be a positive integer, got {value!r}"
+            )
 
 
 def positive_number(config, *names: str) -> None:

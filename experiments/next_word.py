@@ -20,10 +20,12 @@ unigram model (word frequencies, no context) and the uniform guess (``V``).
 
 The model: words -> embedding (``E``) -> :class:`rnnjax.LSTM` (``H``; or GRU,
 Elman RNN) -> :class:`rnnjax.Readout` (``V = N + 1`` logits), an
-:class:`rnnjax.TokenModel`. Training as in ``char_lm``: Adam with cosine decay
-and gradient clipping through :func:`rnnjax.train.fit`, by truncated BPTT over
-parallel streams of the text (or random windows, ``--batching windows``);
-validation reads the held-out words as streams with the carry passed along.
+:class:`rnnjax.TokenModel` (the unroll ``impl="auto"``: the fastest that
+applies). Training as in ``char_lm`` (the shared parts are in
+``experiments/language.py``): Adam with cosine decay and gradient clipping
+through :func:`rnnjax.train.fit`, by truncated BPTT over parallel streams of
+the text (or random windows, ``--batching windows``); validation reads the
+held-out words as streams with the carry passed along.
 
 The data: the text behind Python's ``help()`` (``rnnjax.data.pydoc_corpus()``,
 ~66,000 words, 3,300 distinct) or ``--data FILE``, tokenized into lowercase
@@ -31,25 +33,30 @@ words (:func:`rnnjax.data.word_corpus.tokenize`: punctuation dropped); its last 
 of words is held out for validation.
 
 Suggestions: ``--prompt "..."`` (one or more phrases) prints the top-3 next
-words after training; ``--interactive`` then asks ``Enter the beginning of a
-phrase:`` on standard input until an empty line or end of input. ``--load DIR``
-skips training: it restores the model from the run directory ``DIR`` of an
-earlier training run (its ``config.json``, ``vocab.json`` and the latest
-checkpoint in ``checkpoints/``, written by :func:`rnnjax.train.fit`) and writes
-its own outputs to ``DIR/query`` (or ``--out``).
+words after training (by default phrases written for the built-in corpus, or,
+with ``--data``, phrases of three words cut from the held-out part of your
+text); ``--interactive`` then asks ``Enter the beginning of a phrase:`` on
+standard input until an empty line or end of input. ``--load DIR`` skips
+training: it restores the model from the run directory ``DIR`` of an earlier
+training run (its ``config.json``, ``vocab.json`` and the latest checkpoint in
+``checkpoints/``, written by :func:`rnnjax.train.fit`) and writes its own
+``config.json`` and ``metrics.json`` to ``DIR/query`` (or ``--out``).
 
 Writes to ``--out`` (default ``runs/next_word``): ``config.json``,
-``vocab.json``, ``metrics.jsonl`` and ``metrics.png`` (the training log),
-``perplexity.png`` (the curves against the baselines), ``checkpoints/`` and
-``metrics.json``.
+``metrics.jsonl``, ``metrics.png`` and ``checkpoints/`` (the training log and
+checkpoints of ``rnnjax.train.fit``; the final checkpoint always, for
+``--load``), ``vocab.json`` (the words, in id order), ``perplexity.png`` (the
+curves against the baselines) and ``metrics.json``. Without ``--resume`` a run
+replaces the previous run in ``--out``.
 
 Expected result
 ---------------
 ``python -m experiments.next_word`` (seed 0, vocabulary of the 2,000 most
 frequent words + ``<unk>``, E = 64, LSTM H = 256, 972,049 parameters, 400
 steps of truncated BPTT over 32 streams x 32 words, Adam 5e-3 with cosine decay
-to 5e-4) takes 41 s of wall time on the idle 2-core x86 CPU these docs were
-written on (jax 0.10.2, CPython 3.11). It reaches a **validation perplexity of
+to 5e-4) takes 105 s of wall time on a shared 2-core x86 CPU that was busy
+with other jobs (load average ~8, so an idle one is faster; jax 0.10.2,
+CPython 3.11). It reaches a **validation perplexity of
 182.7** (next-word accuracy 16.6%), against 371.8 for the unigram model and
 2,001 for the uniform guess, and suggests::
 
@@ -70,11 +77,8 @@ embedding size, ``H`` hidden size.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -82,24 +86,18 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from experiments.char_lm import (
-    check_training_options,
-    load_text,
-    optimizer_and_schedule,
-    train,
-    training_data,
-)
+from experiments import language
 from experiments.common import finish, new_figure, option, parse_config, positive
-from rnnjax.data import train_val_split, unigram_bits_per_char
+from rnnjax.data import read_text, train_val_split, unigram_bits_per_char
 from rnnjax.data.word_batches import UNK, WordVocab
 from rnnjax.data.word_corpus import frequent_words_vocab, tokenize
 from rnnjax.language_model import CELLS, evaluate_stream, next_token_top_k, token_language_model
-from rnnjax.train import init_train_state, latest_checkpoint, read_metrics, restore_checkpoint
 
 PROG = "python -m experiments.next_word"
 DEFAULT_OUT = "runs/next_word"
 QUESTION = "Enter the beginning of a phrase: "
-VOCAB_FILE = "vocab.json"
+BUILT_IN_PROMPTS = ("the return value of", "an instance of", "if the")
+PROMPT_WORDS = 3  # words of a phrase cut from a text of your own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,79 +126,81 @@ class Config:
     log_every: int = option(10, "log the training loss every this many steps")
     eval_every: int = option(50, "evaluate on the validation words every this many steps")
     eval_streams: int = option(16, "parallel streams the validation words are read in")
-    checkpoint: bool = option(True, "save checkpoints in <out>/checkpoints (for --load)")
-    checkpoint_every: int = option(
-        200, "with --checkpoint: save every this many steps and at the end (--resume continues)"
+    checkpoint: bool = option(
+        True,
+        "also checkpoint every --checkpoint-every steps (for --resume); the final state is "
+        "always saved in <out>/checkpoints (for --load)",
     )
+    checkpoint_every: int = option(200, "with --checkpoint: save every this many steps")
     resume: bool = option(
         False, "continue the interrupted run in --out from its latest checkpoint (same options)"
     )
-    prompt: tuple[str, ...] = option(
-        ("the return value of", "an instance of", "if the"),
-        "phrases whose top next words are shown",
+    prompt: tuple[str, ...] | None = option(
+        None,
+        "phrases whose top next words are shown; None: "
+        f"{', '.join(map(repr, BUILT_IN_PROMPTS))} for the built-in corpus, phrases cut from "
+        "the held-out part of a --data text",
     )
     top_k: int = option(3, "how many next words to suggest")
     interactive: bool = option(False, f"then ask {QUESTION!r} on stdin until an empty line")
     load: str | None = option(
-        None, "a run directory of this experiment: use its model, no training"
+        None,
+        "a run directory of this experiment: suggest with its trained model, no training "
+        "(writes to DIR/query unless --out)",
     )
     progress: bool = option(True, "show a progress bar")
 
     def __post_init__(self):
-        check_training_options(self)
+        language.check_training_options(self)
         positive(self, "vocab_size", "embed_size", "top_k")
-        if self.resume and (not self.checkpoint or self.load is not None):
-            raise ValueError("`resume` needs checkpoints and a training run (not --load)")
-        if self.load is not None and not os.path.isfile(os.path.join(self.load, VOCAB_FILE)):
-            raise ValueError(
-                f"`load`: {self.load!r} is not a run directory of {PROG} (no {VOCAB_FILE})"
-            )
 
 
-# -- the model and its run directory ---------------------------------------------------
+# -- the model, its prompts and suggestions ------------------------------------------------
 
 
-def build_model(config: Config, vocab: WordVocab):
-    return token_language_model(
+def build_model(config: Config, words) -> tuple[WordVocab, object]:
+    """``(vocab, model)``: words -> embedding (E) -> cell (H) -> Readout (V)."""
+    vocab = WordVocab(tuple(words), unk=UNK)
+    model = token_language_model(
         config.cell, vocab.size, config.hidden_size, embed_size=config.embed_size
     )
+    return vocab, model
 
 
-def load_run(run_dir) -> tuple[Config, WordVocab, object, object, int]:
-    """``(config, vocab, model, params, step)`` of a finished training run in ``run_dir``.
-
-    The config comes from ``config.json`` (it fixes the model's and the train
-    state's shapes), the vocabulary from ``vocab.json``, the parameters from the
-    latest checkpoint, restored into the structure of the run's own train state
-    (built as shapes only, ``jax.eval_shape``: nothing is initialised).
-    """
-    run_dir = Path(run_dir)
-    saved = json.loads((run_dir / "config.json").read_text())
-    fields = {f.name for f in dataclasses.fields(Config)}
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields}
-    config = Config(**{**saved, "data": None, "load": None, "resume": False})  # the text is not read again
-    vocab = WordVocab(tuple(json.loads((run_dir / VOCAB_FILE).read_text())), unk=UNK)
-    model = build_model(config, vocab)
-    checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    if checkpoint is None:
-        raise FileNotFoundError(
-            f"{str(run_dir)!r} has no checkpoint (was it run with --no-checkpoint?)"
-        )
-    optimizer, _ = optimizer_and_schedule(config)
-    stateful = config.batching == "streams"
-
-    def train_state(key):  # the structure fit checkpointed
-        params = model.init(key)
-        carry = model.initial_carry(params, (config.batch_size,)) if stateful else None
-        return init_train_state(params, optimizer, key, carry)
-
-    template = jax.eval_shape(train_state, jax.random.key(0))
-    restored = restore_checkpoint(checkpoint, template)
-    return config, vocab, model, restored.state.params, restored.step
+def load_run(run_dir) -> language.LoadedRun:
+    """The trained model of the run in ``run_dir`` (:func:`experiments.language.load_run`)."""
+    return language.load_run(run_dir, Config, build_model)
 
 
 def unk_id(vocab: WordVocab) -> int:
     return vocab.id(UNK)
+
+
+def held_out_prompts(words: list[str], val_fraction: float, vocab: WordVocab, count: int = 3):
+    """``count`` distinct phrases of ``PROMPT_WORDS`` words cut from the held-out part
+    of ``words`` (its last ``val_fraction``), all of their words in ``vocab`` where
+    there are such phrases, evenly spread over those there are: the default
+    prompts of a ``--data`` text."""
+    start = len(train_val_split(np.arange(len(words)), val_fraction)[0])
+    val = words[start:]
+    n = min(PROMPT_WORDS, len(val))
+    starts = range(len(val) - n + 1)
+    known = [i for i in starts if all(vocab.id(w) != unk_id(vocab) for w in val[i : i + n])]
+    phrases = dict.fromkeys(" ".join(val[i : i + n]) for i in known or starts)  # distinct
+    return tuple(language.spread(list(phrases), count))
+
+
+def default_prompts(config: Config, data: str | None, val_fraction: float, vocab: WordVocab):
+    """``--prompt``, else the built-in phrases for the built-in corpus, else
+    :func:`held_out_prompts` of the text file ``data`` (none if it is gone)."""
+    if config.prompt:
+        return config.prompt
+    if data is None:
+        return BUILT_IN_PROMPTS
+    try:
+        return held_out_prompts(tokenize(read_text(data)), val_fraction, vocab)
+    except (OSError, ValueError):
+        return ()
 
 
 def suggest(model, params, vocab: WordVocab, phrases, k: int) -> list[list[tuple[str, float]]]:
@@ -241,36 +241,27 @@ def ask(model, params, vocab: WordVocab, k: int, stdin=None) -> int:
         answered += 1
 
 
-def _out_dir(argv) -> str:
-    """The default ``--out``: ``DIR/query`` with ``--load DIR`` (so that a query never
-    overwrites the files of the run it loads), else ``runs/next_word``."""
-    pre = argparse.ArgumentParser(prog=PROG, add_help=False)
-    pre.add_argument("--load")
-    pre.add_argument("--out")
-    known, _ = pre.parse_known_args(argv)
-    if known.load is None:
-        return DEFAULT_OUT
-    if known.out is not None and os.path.abspath(known.out) == os.path.abspath(known.load):
-        pre.error("`--out` must differ from `--load` (the loaded run's files would be overwritten)")
-    return os.path.join(known.load, "query")
-
-
 # -- training -------------------------------------------------------------------------
 
 
-def plot_perplexity(run_dir: Path, unigram: float, uniform: float, title: str) -> None:
+def plot_perplexity(run_dir: Path, fitted, unigram: float, uniform: float, title: str) -> None:
     """Training and validation perplexity (log scale) against the baselines."""
-    train_rows = read_metrics(run_dir, split="train")
-    eval_rows = read_metrics(run_dir, split="eval")
     fig, ax = new_figure(7, 4)
     ax.plot(
-        [r["step"] for r in train_rows], [math.exp(r["loss"]) for r in train_rows], lw=0.8,
-        color="C0", label="training batch",
-    )  # fmt: skip
+        [r["step"] for r in fitted.train],
+        [math.exp(r["loss"]) for r in fitted.train],
+        lw=0.8,
+        color="C0",
+        label="training batch",
+    )
     ax.plot(
-        [r["step"] for r in eval_rows], [r["perplexity"] for r in eval_rows], "o-", ms=4,
-        color="C3", label=f"validation (final {eval_rows[-1]['perplexity']:.0f})",
-    )  # fmt: skip
+        [r["step"] for r in fitted.eval],
+        [r["perplexity"] for r in fitted.eval],
+        "o-",
+        ms=4,
+        color="C3",
+        label=f"validation (final {fitted.eval[-1]['perplexity']:.0f})",
+    )
     ax.axhline(uniform, color="gray", ls=":", label=f"uniform guess, V ({uniform:.0f})")
     ax.axhline(unigram, color="gray", ls="--", label=f"unigram: frequencies only ({unigram:.0f})")
     ax.set_yscale("log")
@@ -280,10 +271,11 @@ def plot_perplexity(run_dir: Path, unigram: float, uniform: float, title: str) -
     fig.savefig(run_dir / "perplexity.png", dpi=120)
 
 
-def train_model(config: Config, run_dir: Path) -> tuple[WordVocab, object, object, dict]:
-    """Tokenize, build the vocabulary, train and evaluate: ``(vocab, model, params, metrics)``."""
+def train_model(config: Config, run_dir: Path):
+    """Tokenize, build the vocabulary, train and evaluate:
+    ``(vocab, model, params, prompts, metrics)``."""
     try:
-        text, source = load_text(config)
+        text, source = language.load_text(config.data)
         words = tokenize(text)
         if not words:
             raise ValueError("the text has no words")
@@ -296,11 +288,11 @@ def train_model(config: Config, run_dir: Path) -> tuple[WordVocab, object, objec
                 f"the text's train and validation parts must be longer than `seq-len`="
                 f"{config.seq_len} words; they have {len(train_ids)} and {len(val_ids)}"
             )
-        training_data(config, train_ids)  # streams: enough words for B streams of T?
+        language.training_data(config, train_ids)  # streams: enough words for B streams of T?
     except (OSError, ValueError) as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
-    (run_dir / VOCAB_FILE).write_text(json.dumps(list(vocab.words)))
-    model = build_model(config, vocab)
+    language.save_vocab(run_dir, vocab.words)
+    _, model = build_model(config, vocab.words)
     key = jax.random.key(config.seed)
     num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(model.init, key)))
     cell_name = type(model.cell).__name__
@@ -327,28 +319,30 @@ def train_model(config: Config, run_dir: Path) -> tuple[WordVocab, object, objec
         )
 
     train_start = time.perf_counter()
-    params = train(config, model, train_ids, run_dir, eval_fn, key)
+    fitted = language.train(config, model, train_ids, run_dir, eval_fn, key)
     train_seconds = time.perf_counter() - train_start
-    val = read_metrics(run_dir, split="eval")[-1]
+    val = fitted.eval[-1]
     unigram = 2.0 ** unigram_bits_per_char(train_ids, val_ids, vocab.size)
-    train_rows = read_metrics(run_dir, split="train")
-    best = min(read_metrics(run_dir, split="eval"), key=lambda r: r["perplexity"])
+    best = min(fitted.eval, key=lambda r: r["perplexity"])
     print()
     print(
         f"validation perplexity: {val['perplexity']:.1f} (next-word accuracy {val['accuracy']:.1%})"
     )
     print(f"  baselines: unigram (word frequencies) {unigram:.1f}, uniform {vocab.size:,}")
     plot_perplexity(
-        run_dir, unigram, vocab.size, f"word-level {cell_name}(E={config.embed_size}, "
-        f"H={config.hidden_size}), V={vocab.size:,}",
-    )  # fmt: skip
+        run_dir,
+        fitted,
+        unigram,
+        vocab.size,
+        f"word-level {cell_name}(E={config.embed_size}, H={config.hidden_size}), V={vocab.size:,}",
+    )
     metrics = {
         "steps": config.steps,
         "vocab_size": vocab.size,
         "val_words": val["count"],
         "val_known_fraction": float(known),
-        "first_train_loss": train_rows[0]["loss"],
-        "final_train_loss": float(np.mean([r["loss"] for r in train_rows[-10:]])),
+        "first_train_loss": fitted.train[0]["loss"],
+        "final_train_loss": float(np.mean([r["loss"] for r in fitted.train[-10:]])),
         "val_loss": val["loss"],
         "val_perplexity": val["perplexity"],
         "val_accuracy": val["accuracy"],
@@ -358,32 +352,45 @@ def train_model(config: Config, run_dir: Path) -> tuple[WordVocab, object, objec
         "uniform_perplexity": vocab.size,
         "num_params": int(num_params),
         "train_seconds": train_seconds,
-        "checkpoint": latest_checkpoint(run_dir / "checkpoints") or "",
+        "checkpoint": fitted.checkpoint,
     }
-    return vocab, model, params, metrics
+    prompts = config.prompt or (
+        BUILT_IN_PROMPTS
+        if config.data is None
+        else held_out_prompts(words, config.val_fraction, vocab)
+    )
+    return vocab, model, fitted.params, prompts, metrics
 
 
 def main(argv=None) -> dict:
     """Run the experiment; returns the metrics written to ``metrics.json``."""
     config, run_dir = parse_config(
-        Config, argv, prog=PROG, default_out=_out_dir(argv),
-        description="Train a word-level language model and let it suggest the next word.",
-    )  # fmt: skip
+        Config,
+        argv,
+        prog=PROG,
+        default_out=language.query_out_dir(argv, PROG, DEFAULT_OUT),
+        description="Train a word-level language model and let it suggest the next word "
+        "(or load a trained one: --load).",
+    )
     start = time.perf_counter()
-    if config.load is not None:
+    if config.load is None:
+        vocab, model, params, prompts, metrics = train_model(config, run_dir)
+    else:
         try:
-            trained, vocab, model, params, step = load_run(config.load)
+            loaded = load_run(config.load)
         except (OSError, ValueError, TypeError) as e:
             raise SystemExit(f"{PROG}: error: cannot load {config.load!r}: {e}") from None
-        metrics = {"loaded_from": config.load, "loaded_step": step, "vocab_size": vocab.size}
+        vocab, model, params = loaded.vocab, loaded.model, loaded.params
+        prompts = default_prompts(config, loaded.data, loaded.config.val_fraction, vocab)
+        metrics = {"loaded_from": config.load, "loaded_step": loaded.step, "vocab_size": vocab.size}
         print(
-            f"next_word: loaded {type(model.cell).__name__}(E={trained.embed_size}, "
-            f"H={trained.hidden_size}), V={vocab.size:,}, trained {step:,} steps, from "
-            f"{config.load}/"
+            f"next_word: loaded {type(model.cell).__name__}(E={loaded.config.embed_size}, "
+            f"H={loaded.config.hidden_size}), V={vocab.size:,}, trained {loaded.step:,} steps, "
+            f"from {config.load}/"
         )
-    else:
-        vocab, model, params, metrics = train_model(config, run_dir)
-    phrases = [p for p in config.prompt if p.strip()]
+        if not prompts:
+            print(f"  (no phrases: its text {loaded.data!r} is gone; give --prompt)")
+    phrases = [p for p in prompts if p.strip()]
     print()
     print(f"top-{config.top_k} next words:")
     results = []
@@ -400,7 +407,8 @@ def main(argv=None) -> dict:
         print()
         metrics["interactive_answers"] = ask(model, params, vocab, config.top_k)
     metrics["seconds"] = time.perf_counter() - start
-    return finish(run_dir, metrics)
+    # a query (--load) is not a training run: its config.json is written here, not by fit
+    return finish(run_dir, metrics, config=config if config.load is not None else None)
 
 
 if __name__ == "__main__":

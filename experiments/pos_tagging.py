@@ -11,12 +11,14 @@ sentence's last word, outputs concatenated) also sees the words after, which
 is what a sentence-initial "book" needs ("book a flight ." / "book prices will
 run again .").
 
-The model: word embeddings ``(V, E)`` -> ``Bidirectional(LSTM(E, H), LSTM(E, H))``
+The model, an ``rnnjax.SequenceModel`` with ``read="every"``: word embeddings
+``(V, E)`` (drawn from N(0, 0.1^2)) -> ``Bidirectional(LSTM(E, H), LSTM(E, H))``
 over each right-padded sentence with its length -> ``rnnjax.Readout(2H, K)`` at
-every word, trained with ``rnnjax.train.fit`` on the cross-entropy of the
-valid (unpadded) words (``rnnjax.train.token_counts`` with the padding mask). With ``--compare-forward`` (on by default)
-a forward-only ``LSTM(E, H)`` -> ``Readout(H, K)`` is trained the same way
-(``rnnjax.many_to_many``), to show what the backward direction adds.
+every word, trained with ``rnnjax.train.fit`` on the cross-entropy of the valid
+(unpadded) words (``rnnjax.train.token_counts`` with the padding mask). With
+``--compare-forward`` (on by default) the same model over a forward-only
+``LSTM(E, H)`` -> ``Readout(H, K)`` is trained the same way, to show what the
+backward direction adds.
 
 The data:
 
@@ -34,15 +36,19 @@ training; their tag needs context), on ambiguous sentence-initial tokens
 (only the right context can help) and the fraction of sentences tagged
 without a mistake. Outputs in ``--out`` (default ``runs/pos_tagging``):
 ``config.json``, ``metrics.json``, ``accuracy.png``, ``ambiguous_words.png``
-(accuracy per ambiguous word), and the training logs ``bilstm/metrics.jsonl``
-(with its loss curves ``bilstm/metrics.png``) and ``lstm/metrics.jsonl``.
+(accuracy per ambiguous word), and each tagger's training run
+(:func:`rnnjax.train.fit`, replaced by the next run in the same ``--out``): its
+log ``bilstm/metrics.jsonl`` (with its loss curves ``bilstm/metrics.png``) and
+``lstm/metrics.jsonl``, and its trained parameters with the config, the final
+checkpoint in ``bilstm/checkpoints/`` and ``lstm/checkpoints/``.
 
 Expected result
 ---------------
 ``python -m experiments.pos_tagging`` (the default config: seed 0, 4,000
 generated training and 1,000 held-out sentences, E = 32, H = 64 per direction,
-800 Adam steps of 32 sentences for each model) takes 30 s of wall time on the
-idle 2-core x86 CPU these docs were written on (jax 0.10.2, CPython 3.11).
+800 Adam steps of 32 sentences for each model) takes 65 s of wall time on a
+shared 2-core x86 CPU that was busy with other jobs (load average ~8, so an
+idle one is faster; jax 0.10.2, CPython 3.11).
 Held-out accuracy (10 of the 75 words take more than one tag; they are 27% of
 the held-out tokens)::
 
@@ -67,9 +73,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import shutil
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +87,7 @@ from rnnjax.data.conllu import TaggedSentence, read_conllu
 from rnnjax.data.pos_grammar import generate_tagged
 from rnnjax.data.word_batches import WordVocab, pad_batch
 from rnnjax.layers import Bidirectional
-from rnnjax.train import fit, init_train_state, make_train_step, token_counts
+from rnnjax.train import FitResult, fit, init_train_state, make_train_step, token_counts
 
 EVAL_BATCH = 256
 
@@ -111,15 +116,30 @@ class Config:
         16, "padded lengths are multiples of this (fewer shapes: fewer compilations)"
     )
     examples: tuple[str, ...] = option(
-        ("book a flight .", "book prices will run again .", "i saw the saw .",
-         "they can watch the can .", "fly the plane near the park ."),
+        (
+            "book a flight .",
+            "book prices will run again .",
+            "i saw the saw .",
+            "they can watch the can .",
+            "fly the plane near the park .",
+        ),
         "sentences (words separated by spaces) whose predicted tags are shown",
-    )  # fmt: skip
+    )
     progress: bool = option(True, "show progress bars")
 
     def __post_init__(self):
-        positive(self, "bucket", "min_count", "train_size", "test_size", "embed_size", "hidden_size",
-                 "batch_size", "steps", "eval_every")  # fmt: skip
+        positive(
+            self,
+            "bucket",
+            "min_count",
+            "train_size",
+            "test_size",
+            "embed_size",
+            "hidden_size",
+            "batch_size",
+            "steps",
+            "eval_every",
+        )
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"`test-fraction` must lie in (0, 1), got {self.test_fraction!r}")
         positive_number(self, "learning_rate")
@@ -154,8 +174,9 @@ class Encoded(NamedTuple):
 
 
 def encode(sentences, vocab: WordVocab, tagset: WordVocab) -> Encoded:
-    return Encoded([vocab.encode(s.words) for s in sentences],
-                   [tagset.encode(s.tags) for s in sentences])  # fmt: skip
+    return Encoded(
+        [vocab.encode(s.words) for s in sentences], [tagset.encode(s.tags) for s in sentences]
+    )
 
 
 def batch_of(data: Encoded, rows, bucket: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,57 +189,33 @@ def batch_of(data: Encoded, rows, bucket: int) -> tuple[np.ndarray, np.ndarray, 
 # -- the taggers ---------------------------------------------------------------------
 
 
-class TaggerParams(NamedTuple):
-    embed: jax.Array  # (V, E) word embeddings
-    encoder: Any  # BidirectionalParams, or the LSTM's params
-    readout: rnnjax.ReadoutParams  # (2H or H) -> K
+def tagger(
+    vocab_size: int, num_tags: int, embed_size: int, hidden_size: int, bidirectional: bool = True
+) -> rnnjax.SequenceModel:
+    """Embeddings ``(V, E)``, drawn from N(0, 0.1^2) -> ``Bidirectional(LSTM, LSTM)`` (or
+    one forward LSTM) -> a readout at every word, ``(2H or H) -> K``."""
+    lstm = rnnjax.LSTM(embed_size, hidden_size)
+    return rnnjax.SequenceModel(
+        Bidirectional(lstm, lstm) if bidirectional else lstm,
+        num_tags,
+        read="every",
+        vocab_size=vocab_size,
+        embed_size=embed_size,
+        embed_init=rnnjax.initializers.Normal(0.1),
+    )
 
 
-@dataclasses.dataclass(frozen=True)
-class Tagger:
-    """Embeddings -> (bidirectional) LSTM -> a readout at every word."""
-
-    vocab_size: int
-    num_tags: int
-    embed_size: int
-    hidden_size: int
-    bidirectional: bool = True
-
-    @property
-    def encoder(self):
-        lstm = rnnjax.LSTM(self.embed_size, self.hidden_size)
-        return Bidirectional(lstm, lstm) if self.bidirectional else lstm
-
-    @property
-    def readout(self) -> rnnjax.Readout:
-        features = 2 * self.hidden_size if self.bidirectional else self.hidden_size
-        return rnnjax.Readout(features, self.num_tags)
-
-    def init(self, key) -> TaggerParams:
-        k_embed, k_encoder, k_readout = jax.random.split(key, 3)
-        embed = 0.1 * jax.random.normal(k_embed, (self.vocab_size, self.embed_size), jnp.float32)
-        return TaggerParams(embed, self.encoder.init(k_encoder), self.readout.init(k_readout))
-
-    def logits(self, params: TaggerParams, words, lengths):
-        """``(B, T)`` word ids, ``(B,)`` lengths -> ``(B, T, K)`` tag logits (0 past the end)."""
-        xs = jnp.take(params.embed, words, axis=0)  # (B, T, E)
-        head = functools.partial(self.readout, params.readout)
-        if not self.bidirectional:
-            return rnnjax.many_to_many(self.encoder, params.encoder, xs, lengths=lengths, head=head)
-        outputs = self.encoder.apply(params.encoder, xs, lengths=lengths).outputs  # (B, T, 2H)
-        return head(outputs)
-
-
-jax.tree_util.register_static(Tagger)
+def is_bidirectional(model: rnnjax.SequenceModel) -> bool:
+    return isinstance(model.layer, Bidirectional)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _predict(model: Tagger, params, words, lengths):
-    return jnp.argmax(model.logits(params, words, lengths), axis=-1)
+def _predict(model: rnnjax.SequenceModel, params, words, lengths):
+    return jnp.argmax(model.apply(params, words, lengths=lengths), axis=-1)
 
 
 def predict(
-    model: Tagger, params, data_words: list[np.ndarray], bucket: int = 16
+    model: rnnjax.SequenceModel, params, data_words: list[np.ndarray], bucket: int = 16
 ) -> list[np.ndarray]:
     """Tag ids of every sentence, in batches of EVAL_BATCH rows padded to a multiple
     of ``bucket`` steps (one compiled shape per padded length; short batches are
@@ -236,14 +233,22 @@ def predict(
     return out
 
 
-def train(model: Tagger, config: Config, train_data: Encoded, test_data: Encoded, run_dir, key,
-          plot: bool = True):  # fmt: skip
-    """Train a tagger with ``rnnjax.train.fit``; its log goes to ``run_dir`` (with
-    its loss curves, ``metrics.png``, if ``plot``)."""
+def train(
+    model: rnnjax.SequenceModel,
+    config: Config,
+    train_data: Encoded,
+    test_data: Encoded,
+    run_dir,
+    key,
+    plot: bool = True,
+) -> FitResult:
+    """Train a tagger with ``rnnjax.train.fit`` in ``run_dir``: its log (with its loss
+    curves, ``metrics.png``, if ``plot``) and its final checkpoint, replacing a
+    previous run's."""
 
     def loss_fn(params, batch, _key):
         words, tags, lengths = batch
-        logits = model.logits(params, words, lengths)
+        logits = model.apply(params, words, lengths=lengths)
         counts = token_counts(logits, tags, rnnjax.sequence_mask(lengths, words.shape[-1]))
         return counts.nll / counts.count, {"accuracy": counts.correct / counts.count}
 
@@ -256,16 +261,23 @@ def train(model: Tagger, config: Config, train_data: Encoded, test_data: Encoded
         predicted = np.concatenate(predict(model, params, test_data.words, config.bucket))
         return {"accuracy": float(np.mean(predicted == np.concatenate(test_data.tags)))}
 
-    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run replaces a previous one's log
     optimizer = optax.adam(config.learning_rate)
     state = init_train_state(model.init(key), optimizer, key)
     num_tokens = sum(len(w) for w in train_data.words) / len(train_data.words) * config.batch_size
-    state = fit(
-        make_train_step(loss_fn, optimizer), state, batch_fn, config.steps, run_dir=run_dir,
-        config=dataclasses.asdict(config), eval_fn=eval_fn, eval_every=config.eval_every,
-        items_per_step=round(num_tokens), progress=config.progress, plot=plot,
-    )  # fmt: skip
-    return state.params
+    return fit(
+        make_train_step(loss_fn, optimizer),
+        state,
+        batch_fn,
+        config.steps,
+        run_dir=run_dir,
+        config=config,
+        overwrite=True,
+        eval_fn=eval_fn,
+        eval_every=config.eval_every,
+        items_per_step=round(num_tokens),
+        progress=config.progress,
+        plot=plot,
+    )
 
 
 # -- evaluation ------------------------------------------------------------------------
@@ -304,8 +316,12 @@ def scores(test_sentences, predicted: list[list[str]], ambiguous: set[str]) -> d
             first.append(right[0])
         perfect.append(all(right))
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")
-    return {"token": mean(hits), "ambiguous": mean(amb), "ambiguous_first": mean(first),
-            "sentence": mean(perfect)}  # fmt: skip
+    return {
+        "token": mean(hits),
+        "ambiguous": mean(amb),
+        "ambiguous_first": mean(first),
+        "sentence": mean(perfect),
+    }
 
 
 def per_word_accuracy(test_sentences, predicted, words) -> dict[str, float]:
@@ -319,8 +335,12 @@ def per_word_accuracy(test_sentences, predicted, words) -> dict[str, float]:
 
 # -- figures ----------------------------------------------------------------------------
 
-LABELS = {"token": "all tokens", "ambiguous": "ambiguous words",
-          "ambiguous_first": "ambiguous\nfirst words", "sentence": "whole sentences\ncorrect"}  # fmt: skip
+LABELS = {
+    "token": "all tokens",
+    "ambiguous": "ambiguous words",
+    "ambiguous_first": "ambiguous\nfirst words",
+    "sentence": "whole sentences\ncorrect",
+}
 
 
 def plot_accuracy(results: dict[str, dict[str, float]], fractions: dict[str, float], path) -> None:
@@ -330,13 +350,26 @@ def plot_accuracy(results: dict[str, dict[str, float]], fractions: dict[str, flo
     x = np.arange(len(kinds))
     for i, (name, acc) in enumerate(results.items()):
         values = [acc[k] for k in kinds]
-        bars = ax.bar(x + (i - (len(results) - 1) / 2) * width, values, width, label=name,
-                      color=["0.6", "C0", "C1"][i % 3])  # fmt: skip
+        bars = ax.bar(
+            x + (i - (len(results) - 1) / 2) * width,
+            values,
+            width,
+            label=name,
+            color=["0.6", "C0", "C1"][i % 3],
+        )
         ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=7, padding=2)
-    ax.set_xticks(x, [LABELS[k] + (f"\n({fractions[k]:.0%} of tokens)" if k in fractions else "")
-                      for k in kinds])  # fmt: skip
-    ax.set(ylim=(0, 1.25), ylabel="held-out accuracy",
-           title="Tagging: the tag of an ambiguous word needs its context")  # fmt: skip
+    ax.set_xticks(
+        x,
+        [
+            LABELS[k] + (f"\n({fractions[k]:.0%} of tokens)" if k in fractions else "")
+            for k in kinds
+        ],
+    )
+    ax.set(
+        ylim=(0, 1.25),
+        ylabel="held-out accuracy",
+        title="Tagging: the tag of an ambiguous word needs its context",
+    )
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.legend(loc="upper center", ncol=3, fontsize=8)
     fig.savefig(path, dpi=120)
@@ -348,11 +381,19 @@ def plot_per_word(per_word: dict[str, dict[str, float]], counts: dict[str, int],
     width = 0.8 / len(per_word)
     x = np.arange(len(words))
     for i, (name, acc) in enumerate(per_word.items()):
-        ax.bar(x + (i - (len(per_word) - 1) / 2) * width, [acc.get(w, np.nan) for w in words],
-               width, label=name, color=["0.6", "C0", "C1"][i % 3])  # fmt: skip
+        ax.bar(
+            x + (i - (len(per_word) - 1) / 2) * width,
+            [acc.get(w, np.nan) for w in words],
+            width,
+            label=name,
+            color=["0.6", "C0", "C1"][i % 3],
+        )
     ax.set_xticks(x, [f"{w}\n({counts[w]})" for w in words], fontsize=8)
-    ax.set(ylim=(0, 1.2), ylabel="held-out accuracy",
-           title="Accuracy per ambiguous word (held-out occurrences in brackets)")  # fmt: skip
+    ax.set(
+        ylim=(0, 1.2),
+        ylabel="held-out accuracy",
+        title="Accuracy per ambiguous word (held-out occurrences in brackets)",
+    )
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.legend(loc="upper center", ncol=3, fontsize=8)
     fig.savefig(path, dpi=120)
@@ -364,10 +405,13 @@ def plot_per_word(per_word: dict[str, dict[str, float]], counts: dict[str, int],
 def main(argv=None) -> dict:
     """Train the taggers, compare them with the unigram baseline; returns the metrics."""
     config, run = parse_config(
-        Config, argv, prog="python -m experiments.pos_tagging", default_out="runs/pos_tagging",
+        Config,
+        argv,
+        prog="python -m experiments.pos_tagging",
+        default_out="runs/pos_tagging",
         description="Part-of-speech tagging with a bidirectional LSTM, against a forward LSTM "
         "and the most-frequent-tag baseline.",
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     try:
         train_sentences, test_sentences, source = load_corpus(config)
@@ -385,28 +429,37 @@ def main(argv=None) -> dict:
     fractions = {"ambiguous": float(np.mean([w in ambiguous for w in test_tokens]))}
 
     print("part-of-speech tagging: the tag of an ambiguous word depends on its context")
-    print(f"  data:  {source}: {len(train_sentences):,} training and {len(test_sentences):,} "
-          f"held-out sentences ({len(test_tokens):,} tokens), {vocab.size:,} words, "
-          f"{tagset.size} tags; {len(ambiguous)} words take more than one tag, "
-          f"{fractions['ambiguous']:.0%} of the held-out tokens")  # fmt: skip
+    print(
+        f"  data:  {source}: {len(train_sentences):,} training and {len(test_sentences):,} "
+        f"held-out sentences ({len(test_tokens):,} tokens), {vocab.size:,} words, "
+        f"{tagset.size} tags; {len(ambiguous)} words take more than one tag, "
+        f"{fractions['ambiguous']:.0%} of the held-out tokens"
+    )
 
     best, fallback = unigram_tagger(train_sentences)
-    predictions = {"unigram baseline": [[best.get(w, fallback) for w in s.words]
-                                        for s in test_sentences]}  # fmt: skip
-    models = {"bilstm": Tagger(vocab.size, tagset.size, config.embed_size, config.hidden_size)}
+    predictions = {
+        "unigram baseline": [[best.get(w, fallback) for w in s.words] for s in test_sentences]
+    }
+    models = {"bilstm": tagger(vocab.size, tagset.size, config.embed_size, config.hidden_size)}
     if config.compare_forward:
-        models["lstm"] = dataclasses.replace(models["bilstm"], bidirectional=False)
+        models["lstm"] = tagger(
+            vocab.size, tagset.size, config.embed_size, config.hidden_size, bidirectional=False
+        )
     names = {"bilstm": "bidirectional LSTM", "lstm": "forward LSTM"}
-    trained, seconds = {}, {}
+    fits, trained, seconds = {}, {}, {}
     for i, (key_name, model) in enumerate(models.items()):
-        print(f"  {names[key_name]}: embeddings ({vocab.size} x {config.embed_size}) -> "
-              f"{'Bidirectional(LSTM, LSTM)' if model.bidirectional else 'LSTM'}"
-              f"({config.embed_size} -> {config.hidden_size}) -> Readout({model.readout.hidden_size} "
-              f"-> {tagset.size})")  # fmt: skip
+        print(
+            f"  {names[key_name]}: embeddings ({vocab.size} x {config.embed_size}) -> "
+            f"{'Bidirectional(LSTM, LSTM)' if is_bidirectional(model) else 'LSTM'}"
+            f"({config.embed_size} -> {config.hidden_size}) -> Readout({model.readout.hidden_size} "
+            f"-> {tagset.size})"
+        )
         t0 = time.perf_counter()
         key = jax.random.fold_in(jax.random.key(config.seed), i)
-        trained[key_name] = train(model, config, train_data, test_data, run / key_name, key,
-                                  plot=model.bidirectional)  # fmt: skip
+        fits[key_name] = train(
+            model, config, train_data, test_data, run / key_name, key, plot=is_bidirectional(model)
+        )
+        trained[key_name] = fits[key_name].params
         seconds[key_name] = time.perf_counter() - t0
         tag_ids = predict(model, trained[key_name], test_data.words, config.bucket)
         predictions[names[key_name]] = [tagset.decode(t) for t in tag_ids]
@@ -422,8 +475,10 @@ def main(argv=None) -> dict:
     print()
     print(f"held-out accuracy        {'':>2}" + "".join(f"{n:>20}" for n in results))
     for kind, label in LABELS.items():
-        print(f"  {label.replace(chr(10), ' '):<24}"
-              + "".join(f"{results[n][kind]:>20.1%}" for n in results))  # fmt: skip
+        print(
+            f"  {label.replace(chr(10), ' '):<24}"
+            + "".join(f"{results[n][kind]:>20.1%}" for n in results)
+        )
     print()
     if config.examples:
         print(
@@ -431,16 +486,20 @@ def main(argv=None) -> dict:
             + " / ".join(n for n in predictions if n != "unigram baseline")
             + "):"
         )
-        sents = [s.lower().split() if config.data and config.lowercase else s.split()
-                 for s in config.examples]  # fmt: skip
+        sents = [
+            s.lower().split() if config.data and config.lowercase else s.split()
+            for s in config.examples
+        ]
         ids = [vocab.encode(s) for s in sents]
         tagged = {
             k: [tagset.decode(t) for t in predict(m, trained[k], ids, config.bucket)]
             for k, m in models.items()
         }
         for j, s in enumerate(sents):
-            cols = [" ".join(f"{w}/{t}" for w, t in zip(s, tagged[k][j], strict=True))
-                    for k in reversed(list(models))]  # fmt: skip
+            cols = [
+                " ".join(f"{w}/{t}" for w, t in zip(s, tagged[k][j], strict=True))
+                for k in reversed(list(models))
+            ]
             print("  " + "\n    ".join(cols))
         print()
 
@@ -453,19 +512,27 @@ def main(argv=None) -> dict:
         plot_per_word(per_word, counts, run / "ambiguous_words.png")
 
     short = {"unigram baseline": "unigram", "forward LSTM": "lstm", "bidirectional LSTM": "bilstm"}
-    metrics = {"train_sentences": len(train_sentences), "test_sentences": len(test_sentences),
-               "test_tokens": len(test_tokens), "vocab_size": vocab.size, "num_tags": tagset.size,
-               "ambiguous_token_fraction": fractions["ambiguous"]}  # fmt: skip
+    metrics = {
+        "train_sentences": len(train_sentences),
+        "test_sentences": len(test_sentences),
+        "test_tokens": len(test_tokens),
+        "vocab_size": vocab.size,
+        "num_tags": tagset.size,
+        "ambiguous_token_fraction": fractions["ambiguous"],
+    }
     for name, acc in results.items():
         for kind, value in acc.items():  # (nan: no such token held out; left out)
             if not np.isnan(value):
                 metrics[f"{short[name]}_{kind}_accuracy"] = value
     for key_name, s in seconds.items():
         metrics[f"{key_name}_train_seconds"] = s
+        metrics[f"{key_name}_checkpoint"] = fits[key_name].checkpoint
     metrics["seconds"] = time.perf_counter() - start
-    print(f"done in {metrics['seconds']:.0f} s; wrote metrics.json, accuracy.png, "
-          f"ambiguous_words.png to {run}/")  # fmt: skip
-    return finish(run, metrics)
+    print(
+        f"done in {metrics['seconds']:.0f} s; wrote config.json, metrics.json, accuracy.png, "
+        f"ambiguous_words.png, {'/, '.join(models)}/ (logs, checkpoints) to {run}/"
+    )
+    return finish(run, metrics, config=config)  # fit ran in the subdirectories
 
 
 if __name__ == "__main__":

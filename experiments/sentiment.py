@@ -13,9 +13,10 @@ words in another order can mean the opposite::
 
 Two classifiers are trained on the same sentences with ``rnnjax.train.fit``:
 
-- the sequence model: learned word embeddings ``(V, E)`` -> ``rnnjax.LSTM``
-  (E -> H), read with ``rnnjax.many_to_one`` up to each sentence's length ->
-  ``rnnjax.Readout`` (H -> 2);
+- the sequence model, an ``rnnjax.SequenceModel`` with ``read="last"``: learned
+  word embeddings ``(V, E)`` (drawn from N(0, 0.1^2)) -> ``rnnjax.LSTM`` (E -> H;
+  or any cell by name, ``--cell``) -> ``rnnjax.Readout`` (H -> 2) at each
+  sentence's last valid word;
 - the bag-of-words baseline: the word counts of the sentence ``(V,)`` ->
   ``rnnjax.Readout`` (V -> 2), i.e. logistic regression on a count vector,
   trained with the same optimizer. It sees which words occur and how often,
@@ -38,15 +39,18 @@ overall and by kind of sentence:
 Outputs in ``--out`` (default ``runs/sentiment``): ``config.json``,
 ``metrics.json``, ``accuracy.png`` (both models by kind of sentence, chance
 drawn), ``learning_curves.png`` (held-out accuracy of both during training), and
-each model's training log, ``lstm/metrics.jsonl`` (with its loss curves
-``lstm/metrics.png``) and ``bow/metrics.jsonl``.
+each model's training run (:func:`rnnjax.train.fit`, replaced by the next run in
+the same ``--out``): its log ``lstm/metrics.jsonl`` (with its loss curves
+``lstm/metrics.png``) and ``bow/metrics.jsonl``, and its trained parameters with
+the config, the final checkpoint in ``lstm/checkpoints/`` and ``bow/checkpoints/``.
 
 Expected result
 ---------------
 ``python -m experiments.sentiment`` (the default config: seed 0, 20,000
 training and 2,000 held-out sentences, E = 32, H = 64, 600 Adam steps of 64
-sentences for each model) takes 19 s of wall time on the idle 2-core x86 CPU
-these docs were written on (jax 0.10.2, CPython 3.11). Held-out accuracy::
+sentences for each model) takes 34 s of wall time on a shared 2-core x86 CPU
+that was busy with other jobs (load average ~7, so an idle one is faster; jax
+0.10.2, CPython 3.11). Held-out accuracy::
 
                                 LSTM   bag of words
     all                        100.0%         54.0%
@@ -73,10 +77,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import shutil
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -87,9 +90,9 @@ import rnnjax
 from experiments.common import finish, new_figure, option, parse_config, positive, positive_number
 from rnnjax.data.sentiment import NOT, SentimentGrammar
 from rnnjax.data.word_batches import WordVocab, pad_batch
-from rnnjax.train import fit, init_train_state, make_train_step, read_metrics, token_counts
+from rnnjax.train import FitResult, fit, init_train_state, make_train_step, token_counts
 
-CELLS = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "elman": rnnjax.ElmanRNN}
+CELLS = tuple(c for c in rnnjax.CELL_NAMES if c != "clockwork")  # clockwork needs its modules
 KINDS = {
     "all": "all",
     "bag_no_not": "bag decides,\nno 'not'",
@@ -106,7 +109,7 @@ class Config:
     seed: int = option(0, "seed of the data, the parameters and the batches")
     train_size: int = option(20_000, "training sentences drawn from the grammar")
     test_size: int = option(2_000, "held-out sentences (none of them in the training set)")
-    cell: str = option("lstm", f"recurrent cell: one of {sorted(CELLS)}")
+    cell: str = option("lstm", f"recurrent cell: one of {list(CELLS)} (rnn: tanh Elman)")
     embed_size: int = option(32, "word embedding size E")
     hidden_size: int = option(64, "hidden size H")
     batch_size: int = option(64, "sentences per training step")
@@ -116,24 +119,36 @@ class Config:
     eval_every: int = option(25, "evaluate on the held-out set every this many steps")
     examples: tuple[str, ...] = option(
         (
-            "they are happy", "they are not happy", "they are happy but tired",
-            "they are tired but happy", "they are happy although tired",
-            "they are not happy but calm", "they are happy but not calm",
+            "they are happy",
+            "they are not happy",
+            "they are happy but tired",
+            "they are tired but happy",
+            "they are happy although tired",
+            "they are not happy but calm",
+            "they are happy but not calm",
         ),
         "sentences (of the grammar) whose predictions are shown",
-    )  # fmt: skip
+    )
     progress: bool = option(True, "show progress bars")
 
     def __post_init__(self):
-        positive(self, "train_size", "test_size", "embed_size", "hidden_size", "batch_size",
-                 "steps", "eval_every")  # fmt: skip
+        positive(
+            self,
+            "train_size",
+            "test_size",
+            "embed_size",
+            "hidden_size",
+            "batch_size",
+            "steps",
+            "eval_every",
+        )
         if self.test_size > 50_000:
             raise ValueError(
                 f"`test-size` must be at most 50,000 (a quarter of the grammar's ~197,000 "
                 f"sentences), got {self.test_size}"
             )
         if self.cell not in CELLS:
-            raise ValueError(f"`cell` must be one of {sorted(CELLS)}, got {self.cell!r}")
+            raise ValueError(f"`cell` must be one of {list(CELLS)}, got {self.cell!r}")
         positive_number(self, "learning_rate", "bow_learning_rate")
         grammar = SentimentGrammar()
         for sentence in self.examples:
@@ -159,9 +174,18 @@ def make_split(grammar: SentimentGrammar, vocab: WordVocab, sentences, num_steps
     ids, lengths = pad_batch([vocab.encode(s) for s in sentences], min_length=num_steps)
     sensitive = np.array([grammar.order_sensitive(s) for s in sentences])
     negated = np.array([NOT in s for s in sentences])
-    kinds = dict(zip(KINDS, (
-        np.ones(len(sentences), bool), ~sensitive & ~negated, ~sensitive & negated, sensitive,
-    ), strict=True))  # fmt: skip
+    kinds = dict(
+        zip(
+            KINDS,
+            (
+                np.ones(len(sentences), bool),
+                ~sensitive & ~negated,
+                ~sensitive & negated,
+                sensitive,
+            ),
+            strict=True,
+        )
+    )
     labels = np.array([grammar.label(s) for s in sentences], np.int32)
     return Split(ids, lengths, labels, kinds)
 
@@ -186,39 +210,17 @@ def draw_sentences(grammar: SentimentGrammar, rng, train_size: int, test_size: i
 # -- the two models ------------------------------------------------------------
 
 
-class SequenceParams(NamedTuple):
-    embed: jax.Array  # (V, E) word embeddings
-    cell: Any  # the recurrent cell's params
-    readout: rnnjax.ReadoutParams  # H -> 2
-
-
-@dataclasses.dataclass(frozen=True)
-class SequenceClassifier:
-    """Embeddings -> recurrent cell (many-to-one, the last valid step) -> readout."""
-
-    vocab_size: int
-    embed_size: int
-    hidden_size: int
-    cell_name: str = "lstm"
-
-    @property
-    def cell(self):
-        return CELLS[self.cell_name](self.embed_size, self.hidden_size)
-
-    @property
-    def readout(self) -> rnnjax.Readout:
-        return rnnjax.Readout(self.hidden_size, 2)
-
-    def init(self, key) -> SequenceParams:
-        k_embed, k_cell, k_readout = jax.random.split(key, 3)
-        embed = 0.1 * jax.random.normal(k_embed, (self.vocab_size, self.embed_size), jnp.float32)
-        return SequenceParams(embed, self.cell.init(k_cell), self.readout.init(k_readout))
-
-    def logits(self, params: SequenceParams, ids, lengths):
-        """``(B, T)`` ids, ``(B,)`` lengths -> ``(B, 2)`` class logits."""
-        xs = jnp.take(params.embed, ids, axis=0)  # (B, T, E)
-        head = functools.partial(self.readout, params.readout)
-        return rnnjax.many_to_one(self.cell, params.cell, xs, lengths=lengths, head=head)
+def sequence_model(config: Config, vocab_size: int) -> rnnjax.SequenceModel:
+    """Embeddings ``(V, E)``, drawn from N(0, 0.1^2) -> the cell (E -> H), read at each
+    sentence's last valid step -> readout (H -> 2)."""
+    return rnnjax.SequenceModel(
+        rnnjax.make_cell(config.cell, config.embed_size, config.hidden_size),
+        2,
+        read="last",
+        vocab_size=vocab_size,
+        embed_size=config.embed_size,
+        embed_init=rnnjax.initializers.Normal(0.1),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,37 +236,48 @@ class BagOfWords:
     def init(self, key) -> rnnjax.ReadoutParams:
         return self.readout.init(key)
 
-    def logits(self, params: rnnjax.ReadoutParams, ids, lengths):
+    def apply(self, params: rnnjax.ReadoutParams, ids, *, lengths):
+        """``(B, T)`` ids, ``(B,)`` lengths -> ``(B, 2)`` class logits."""
         valid = rnnjax.sequence_mask(lengths, ids.shape[-1])  # (B, T)
         one_hot = jax.nn.one_hot(ids, self.vocab_size, dtype=jnp.float32)
         counts = jnp.sum(one_hot * valid[..., None], axis=-2)  # (B, V): the order is gone
         return self.readout(params, counts)
 
 
-jax.tree_util.register_static(SequenceClassifier)
 jax.tree_util.register_static(BagOfWords)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _predict(model, params, ids, lengths):
-    return jax.nn.softmax(model.logits(params, ids, lengths), axis=-1)[:, 1]  # p(positive)
+    return jax.nn.softmax(model.apply(params, ids, lengths=lengths), axis=-1)[:, 1]  # p(positive)
 
 
 def accuracies(model, params, split: Split) -> dict[str, float]:
     """Accuracy on each kind of sentence of ``split`` (KINDS)."""
     correct = (np.asarray(_predict(model, params, split.ids, split.lengths)) > 0.5) == split.labels
-    return {kind: float(np.mean(correct[mask])) if mask.any() else float("nan")
-            for kind, mask in split.kinds.items()}  # fmt: skip
+    return {
+        kind: float(np.mean(correct[mask])) if mask.any() else float("nan")
+        for kind, mask in split.kinds.items()
+    }
 
 
-def train(model, config: Config, train_split: Split, test_split: Split, run_dir: Path, key,
-          learning_rate: float, plot: bool = True):  # fmt: skip
-    """Train ``model`` with ``rnnjax.train.fit``; its log goes to ``run_dir`` (with
-    its loss curves, ``metrics.png``, if ``plot``)."""
+def train(
+    model,
+    config: Config,
+    train_split: Split,
+    test_split: Split,
+    run_dir: Path,
+    key,
+    learning_rate: float,
+    plot: bool = True,
+) -> FitResult:
+    """Train ``model`` with ``rnnjax.train.fit`` in ``run_dir``: its log (with its loss
+    curves, ``metrics.png``, if ``plot``) and its final checkpoint, replacing a
+    previous run's."""
 
     def loss_fn(params, batch, _key):
         ids, lengths, labels = batch
-        logits = model.logits(params, ids, lengths)
+        logits = model.apply(params, ids, lengths=lengths)
         counts = token_counts(logits, labels)
         return counts.nll / counts.count, {"accuracy": counts.correct / counts.count}
 
@@ -277,15 +290,22 @@ def train(model, config: Config, train_split: Split, test_split: Split, run_dir:
         acc = accuracies(model, params, test_split)
         return {"accuracy": acc["all"], "order_sensitive_accuracy": acc["order_sensitive"]}
 
-    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run replaces a previous one's log
     optimizer = optax.adam(learning_rate)
     state = init_train_state(model.init(key), optimizer, key)
-    state = fit(
-        make_train_step(loss_fn, optimizer), state, batch_fn, config.steps, run_dir=run_dir,
-        config=dataclasses.asdict(config), eval_fn=eval_fn, eval_every=config.eval_every,
-        items_per_step=config.batch_size, progress=config.progress, plot=plot,
-    )  # fmt: skip
-    return state.params
+    return fit(
+        make_train_step(loss_fn, optimizer),
+        state,
+        batch_fn,
+        config.steps,
+        run_dir=run_dir,
+        config=config,
+        overwrite=True,
+        eval_fn=eval_fn,
+        eval_every=config.eval_every,
+        items_per_step=config.batch_size,
+        progress=config.progress,
+        plot=plot,
+    )
 
 
 # -- figures -------------------------------------------------------------------------
@@ -301,26 +321,38 @@ def plot_accuracy(results: dict[str, dict[str, float]], fractions: dict[str, flo
         ax.bar_label(bars, labels=[f"{v:.0%}" for v in values], fontsize=8, padding=2)
     ax.axhline(0.5, color="gray", ls="--", lw=1, label="chance (50%)")
     ax.set_xticks(x, [f"{label}\n({fractions[k]:.0%} of test)" for k, label in KINDS.items()])
-    ax.set(ylim=(0, 1.25), ylabel="held-out accuracy",
-           title="Sentiment: what a bag of words loses without word order",
-           xlabel="bag decides: no sentence with the same words has the other label; "
-           "order-sensitive: one has")  # fmt: skip
+    ax.set(
+        ylim=(0, 1.25),
+        ylabel="held-out accuracy",
+        title="Sentiment: what a bag of words loses without word order",
+        xlabel="bag decides: no sentence with the same words has the other label; "
+        "order-sensitive: one has",
+    )
     ax.set_yticks(np.linspace(0, 1, 6))
     ax.legend(loc="upper center", ncol=3, fontsize=8)
     fig.savefig(path, dpi=120)
 
 
-def plot_learning_curves(run_dirs: dict[str, Path], path) -> None:
+def plot_learning_curves(fits: dict[str, FitResult], path) -> None:
     fig, ax = new_figure(7.0, 3.8)
-    for i, (name, run_dir) in enumerate(run_dirs.items()):
-        rows = read_metrics(run_dir, split="eval")
+    for i, (name, fitted) in enumerate(fits.items()):
+        rows = fitted.eval
         steps = [r["step"] for r in rows]
         ax.plot(steps, [r["accuracy"] for r in rows], "-", color=f"C{i}", label=f"{name}: all")
-        ax.plot(steps, [r["order_sensitive_accuracy"] for r in rows], ":", color=f"C{i}",
-                label=f"{name}: order-sensitive")  # fmt: skip
+        ax.plot(
+            steps,
+            [r["order_sensitive_accuracy"] for r in rows],
+            ":",
+            color=f"C{i}",
+            label=f"{name}: order-sensitive",
+        )
     ax.axhline(0.5, color="gray", ls="--", lw=1, label="chance")
-    ax.set(xlabel="training step", ylabel="held-out accuracy", ylim=(0.3, 1.02),
-           title="Held-out accuracy during training")  # fmt: skip
+    ax.set(
+        xlabel="training step",
+        ylabel="held-out accuracy",
+        ylim=(0.3, 1.02),
+        title="Held-out accuracy during training",
+    )
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=120)
 
@@ -331,10 +363,13 @@ def plot_learning_curves(run_dirs: dict[str, Path], path) -> None:
 def main(argv=None) -> dict:
     """Train both classifiers, compare them, write the run directory; returns the metrics."""
     config, run = parse_config(
-        Config, argv, prog="python -m experiments.sentiment", default_out="runs/sentiment",
+        Config,
+        argv,
+        prog="python -m experiments.sentiment",
+        default_out="runs/sentiment",
         description="Sentence sentiment where word order matters: an LSTM (many-to-one) "
         "against a bag-of-words logistic regression.",
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     grammar = SentimentGrammar()
     rng = np.random.default_rng(config.seed)
@@ -348,20 +383,25 @@ def main(argv=None) -> dict:
     fractions = {k: float(np.mean(m)) for k, m in test_split.kinds.items()}  # of the test set
 
     print("sentiment: word order matters; an RNN (many-to-one) against a bag of words")
-    print(f"  data:  {len(train_sentences):,} training sentences, {len(test_sentences):,} held-out "
-          f"(distinct, unseen), {vocab.size} words; {fractions['order_sensitive']:.0%} of the "
-          "held-out ones are order-sensitive")  # fmt: skip
+    print(
+        f"  data:  {len(train_sentences):,} training sentences, {len(test_sentences):,} held-out "
+        f"(distinct, unseen), {vocab.size} words; {fractions['order_sensitive']:.0%} of the "
+        "held-out ones are order-sensitive"
+    )
     key_seq, key_bow = jax.random.split(jax.random.key(config.seed))
-    sequence = SequenceClassifier(vocab.size, config.embed_size, config.hidden_size, config.cell)
+    sequence = sequence_model(config, vocab.size)
     bow = BagOfWords(vocab.size)
-    name = config.cell.upper() if config.cell != "elman" else "Elman RNN"
-    print(f"  {name}: embeddings ({vocab.size} x {config.embed_size}) -> {name}({config.embed_size} "
-          f"-> {config.hidden_size}) -> Readout(2); bag of words: counts ({vocab.size}) -> Readout(2)")  # fmt: skip
+    name = type(sequence.layer).__name__
+    print(
+        f"  {name}: embeddings ({vocab.size} x {config.embed_size}) -> {name}({config.embed_size} "
+        f"-> {config.hidden_size}) -> Readout(2); bag of words: counts ({vocab.size}) -> Readout(2)"
+    )
     train_start = time.perf_counter()
-    params_seq = train(sequence, config, train_split, test_split, run / config.cell, key_seq,
-                       config.learning_rate)  # fmt: skip
+    fit_seq = train(
+        sequence, config, train_split, test_split, run / config.cell, key_seq, config.learning_rate
+    )
     seq_seconds = time.perf_counter() - train_start
-    params_bow = train(
+    fit_bow = train(
         bow,
         config,
         train_split,
@@ -370,7 +410,8 @@ def main(argv=None) -> dict:
         key_bow,
         config.bow_learning_rate,
         plot=False,
-    )  # learning_curves.png shows it
+    )
+    params_seq, params_bow = fit_seq.params, fit_bow.params
     results = {
         name: accuracies(sequence, params_seq, test_split),
         "bag of words (linear)": accuracies(bow, params_bow, test_split),
@@ -379,9 +420,11 @@ def main(argv=None) -> dict:
     print()
     print(f"held-out accuracy             {name:>6}  bag of words")
     for kind, label in KINDS.items():
-        print(f"  {label.replace(chr(10), ' '):<28} {results[name][kind]:>6.1%}  "
-              f"{results['bag of words (linear)'][kind]:>12.1%}   ({fractions[kind]:.0%} of the held-out "
-              "sentences)")  # fmt: skip
+        print(
+            f"  {label.replace(chr(10), ' '):<28} {results[name][kind]:>6.1%}  "
+            f"{results['bag of words (linear)'][kind]:>12.1%}   ({fractions[kind]:.0%} of the held-out "
+            "sentences)"
+        )
     print()
     print(f"p(positive) for a few sentences ({name} / bag of words; the rule's label):")
     examples = [tuple(s.split()) for s in config.examples]
@@ -393,23 +436,31 @@ def main(argv=None) -> dict:
             label = "positive" if grammar.label(s) else "negative"
             print(f"  {' '.join(s)!r:<36} {a:.2f} / {b:.2f}   {label}")
     plot_accuracy(results, fractions, run / "accuracy.png")
-    plot_learning_curves({name: run / config.cell, "bag of words": run / "bow"},
-                         run / "learning_curves.png")  # fmt: skip
+    plot_learning_curves({name: fit_seq, "bag of words": fit_bow}, run / "learning_curves.png")
 
-    metrics = {"train_size": len(train_sentences), "test_size": len(test_sentences),
-               "vocab_size": vocab.size}  # fmt: skip
+    metrics = {
+        "train_size": len(train_sentences),
+        "test_size": len(test_sentences),
+        "vocab_size": vocab.size,
+    }
     for model_key, acc in (("rnn", results[name]), ("bow", results["bag of words (linear)"])):
         for kind in KINDS:  # (a kind absent from the held-out set is left out)
             if fractions[kind] > 0:
                 metrics[f"{model_key}_{kind}_accuracy"] = acc[kind]
-    metrics.update({
-        **{f"{kind}_fraction": fractions[kind] for kind in KINDS if kind != "all"},
-        "rnn_train_seconds": seq_seconds,
-        "seconds": time.perf_counter() - start,
-    })  # fmt: skip
-    print(f"\ndone in {metrics['seconds']:.0f} s; wrote metrics.json, accuracy.png, "
-          f"learning_curves.png to {run}/")  # fmt: skip
-    return finish(run, metrics)
+    metrics.update(
+        {
+            **{f"{kind}_fraction": fractions[kind] for kind in KINDS if kind != "all"},
+            "rnn_train_seconds": seq_seconds,
+            "rnn_checkpoint": fit_seq.checkpoint,
+            "bow_checkpoint": fit_bow.checkpoint,
+            "seconds": time.perf_counter() - start,
+        }
+    )
+    print(
+        f"\ndone in {metrics['seconds']:.0f} s; wrote config.json, metrics.json, accuracy.png, "
+        f"learning_curves.png, {config.cell}/ and bow/ (logs, checkpoints) to {run}/"
+    )
+    return finish(run, metrics, config=config)  # fit ran in the subdirectories
 
 
 if __name__ == "__main__":

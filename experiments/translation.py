@@ -30,16 +30,19 @@ search (``Seq2Seq.greedy_decode``, ``Seq2Seq.beam_search``, each one
 
 Outputs in ``--out`` (default ``runs/translation``): ``config.json``,
 ``metrics.json``, ``exact_match.png`` (held-out exact match per format,
-greedy and beam), ``learning_curve.png``, ``examples.txt`` and the training
-log in ``train/`` (``metrics.jsonl``, ``metrics.png``).
+greedy and beam), ``learning_curve.png``, ``examples.txt`` and the training run
+in ``train/`` (:func:`rnnjax.train.fit`, replaced by the next run in the same
+``--out``): ``metrics.jsonl``, ``metrics.png``, and the trained parameters with
+the config, the final checkpoint in ``train/checkpoints/``.
 
 Expected result
 ---------------
 ``python -m experiments.translation`` (the default config: seed 0, 100,000
 training examples over 35,525 dates, 2,000 held-out examples of 1,000 dates
 never seen, E = 32, H = 128, 515,469 parameters, 600 Adam steps of 64) takes
-66 s of wall time on the idle 2-core x86 CPU these docs were written on (jax
-0.10.2, CPython 3.11; 58 s of it training). Held-out exact match of the whole
+129 s of wall time, 112 s of it training, on a shared 2-core x86 CPU that was
+busy with other jobs (load average ~8, so an idle one is faster; jax 0.10.2,
+CPython 3.11). Held-out exact match of the whole
 date: **greedy 99.85%, beam search (width 4) 99.85%** (3 of 2,000 wrong);
 11 of the 13 formats are at 100%, ``DD.MM.YYYY`` (98.6%) and ``Weekday, Month
 D, YYYY`` (99.3%) hold the mistakes, e.g.::
@@ -60,7 +63,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import shutil
 import time
 from typing import NamedTuple
 
@@ -82,7 +84,7 @@ from rnnjax.data.dates import (
 )
 from rnnjax.data.text import CharVocab
 from rnnjax.layers import Bidirectional
-from rnnjax.train import fit, init_train_state, make_train_step, read_metrics, token_counts
+from rnnjax.train import FitResult, fit, init_train_state, make_train_step, token_counts
 
 SRC = CharVocab(SOURCE_CHARS)
 TGT = CharVocab(TARGET_CHARS)
@@ -110,8 +112,18 @@ class Config:
     progress: bool = option(True, "show the progress bar")
 
     def __post_init__(self):
-        positive(self, "train_size", "test_dates", "test_size", "embed_size", "hidden_size",
-                 "batch_size", "steps", "eval_every", "beam_width")  # fmt: skip
+        positive(
+            self,
+            "train_size",
+            "test_dates",
+            "test_size",
+            "embed_size",
+            "hidden_size",
+            "batch_size",
+            "steps",
+            "eval_every",
+            "beam_width",
+        )
         if self.encoder not in ("bilstm", "lstm"):
             raise ValueError(f"`encoder` must be 'bilstm' or 'lstm', got {self.encoder!r}")
         positive_number(self, "learning_rate")
@@ -154,8 +166,10 @@ def split_dates(rng, test_dates: int):
     """``(train_dates, test_dates)``: a random set of days held out of training."""
     dates = all_dates(FIRST_DATE, LAST_DATE)
     held = set(rng.choice(len(dates), size=test_dates, replace=False).tolist())
-    return ([d for i, d in enumerate(dates) if i not in held],
-            [d for i, d in enumerate(dates) if i in held])  # fmt: skip
+    return (
+        [d for i, d in enumerate(dates) if i not in held],
+        [d for i, d in enumerate(dates) if i in held],
+    )
 
 
 def decode_text(tokens) -> str:
@@ -178,10 +192,15 @@ def build_model(config: Config) -> rnnjax.Seq2Seq:
     else:
         encoder, features = rnnjax.LSTM(E, H), H
     return rnnjax.Seq2Seq(
-        encoder=encoder, decoder=rnnjax.LSTM(E + features, H),
-        readout=rnnjax.Readout(H, TARGET_VOCAB), src_vocab_size=SRC.size, src_embed_size=E,
-        tgt_embed_size=E, bridge="linear", feed_context="mean",
-    )  # fmt: skip
+        encoder=encoder,
+        decoder=rnnjax.LSTM(E + features, H),
+        readout=rnnjax.Readout(H, TARGET_VOCAB),
+        src_vocab_size=SRC.size,
+        src_embed_size=E,
+        tgt_embed_size=E,
+        bridge="linear",
+        feed_context="mean",
+    )
 
 
 def exact_match(model, params, data: Examples, beam_width: int | None, batch: int = 500):
@@ -199,7 +218,12 @@ def exact_match(model, params, data: Examples, beam_width: int | None, batch: in
     return texts, np.array([p == t for p, t in zip(texts, data.targets, strict=True)])
 
 
-def train(model, config: Config, train_data: Examples, test_data: Examples, run_dir, key):
+def train(
+    model, config: Config, train_data: Examples, test_data: Examples, run_dir, key
+) -> FitResult:
+    """Train by teacher forcing with ``rnnjax.train.fit`` in ``run_dir`` (a previous run's
+    log and checkpoints there are replaced; the final state is checkpointed)."""
+
     def loss_fn(params, batch, _key):
         src, src_lengths, tgt_in, tgt_out = batch
         logits = model.logits(params, src, src_lengths, tgt_in)
@@ -210,60 +234,97 @@ def train(model, config: Config, train_data: Examples, test_data: Examples, run_
         rows = np.random.default_rng((config.seed, step)).integers(
             len(train_data.texts), size=config.batch_size
         )
-        return (train_data.src[rows], train_data.src_lengths[rows], train_data.tgt_in[rows],
-                train_data.tgt_out[rows])  # fmt: skip
+        return (
+            train_data.src[rows],
+            train_data.src_lengths[rows],
+            train_data.tgt_in[rows],
+            train_data.tgt_out[rows],
+        )
 
     subset = Examples(*(x[:500] for x in test_data))  # a fixed part of the test set
 
     def eval_fn(params):
         return {"greedy_exact_match": float(np.mean(exact_match(model, params, subset, None)[1]))}
 
-    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run replaces a previous one's log
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.steps, alpha=0.05)
     optimizer = optax.adam(schedule)
     state = init_train_state(model.init(key), optimizer, key)
-    state = fit(
-        make_train_step(loss_fn, optimizer, schedule=schedule), state, batch_fn, config.steps,
-        run_dir=run_dir, config=dataclasses.asdict(config), eval_fn=eval_fn,
-        eval_every=config.eval_every, items_per_step=config.batch_size, progress=config.progress,
+    return fit(
+        make_train_step(loss_fn, optimizer, schedule=schedule),
+        state,
+        batch_fn,
+        config.steps,
+        run_dir=run_dir,
+        config=config,
+        overwrite=True,
+        eval_fn=eval_fn,
+        eval_every=config.eval_every,
+        items_per_step=config.batch_size,
+        progress=config.progress,
         log_every=10,
-    )  # fmt: skip
-    return state.params
+    )
 
 
 # -- figures -----------------------------------------------------------------------------
 
 
-def plot_per_format(greedy: np.ndarray, beam: np.ndarray, formats: np.ndarray, beam_width: int,
-                    path) -> None:  # fmt: skip
+def plot_per_format(
+    greedy: np.ndarray, beam: np.ndarray, formats: np.ndarray, beam_width: int, path
+) -> None:
     fig, ax = new_figure(8.0, 4.2)
     x = np.arange(len(FORMAT_NAMES))
-    per = lambda hits: [float(np.mean(hits[formats == f])) if np.any(formats == f) else np.nan
-                        for f in range(len(FORMAT_NAMES))]  # fmt: skip
+    per = lambda hits: [
+        float(np.mean(hits[formats == f])) if np.any(formats == f) else np.nan
+        for f in range(len(FORMAT_NAMES))
+    ]
     ax.bar(x - 0.2, per(greedy), 0.4, label=f"greedy ({np.mean(greedy):.1%} overall)", color="C0")
-    ax.bar(x + 0.2, per(beam), 0.4, label=f"beam search, width {beam_width} "
-           f"({np.mean(beam):.1%} overall)", color="C1")  # fmt: skip
+    ax.bar(
+        x + 0.2,
+        per(beam),
+        0.4,
+        label=f"beam search, width {beam_width} ({np.mean(beam):.1%} overall)",
+        color="C1",
+    )
     example = datetime.date(1998, 3, 3)
-    ax.set_xticks(x, [format_date(example, f) for f in FORMAT_NAMES], rotation=35, ha="right",
-                  fontsize=8)  # fmt: skip
+    ax.set_xticks(
+        x, [format_date(example, f) for f in FORMAT_NAMES], rotation=35, ha="right", fontsize=8
+    )
     low = min(np.nanmin(per(greedy)), np.nanmin(per(beam)))
-    ax.set(ylim=(max(0.0, low - 0.1), 1.06), ylabel="held-out exact match",
-           title="Dates -> ISO 8601, by source format (each shown for 1998-03-03)")  # fmt: skip
+    ax.set(
+        ylim=(max(0.0, low - 0.1), 1.06),
+        ylabel="held-out exact match",
+        title="Dates -> ISO 8601, by source format (each shown for 1998-03-03)",
+    )
     ax.set_yticks([t for t in ax.get_yticks() if t <= 1.0 + 1e-9])
     ax.legend(loc="upper center", ncol=2, fontsize=8)
     fig.savefig(path, dpi=120)
 
 
-def plot_learning_curve(run_dir, path) -> None:
+def plot_learning_curve(fitted: FitResult, path) -> None:
     fig, ax = new_figure(6.5, 3.6)
-    train_rows = read_metrics(run_dir, split="train")
-    evals = read_metrics(run_dir, split="eval")
-    ax.plot([r["step"] for r in train_rows], [r["char_accuracy"] for r in train_rows], lw=0.8,
-            color="C0", alpha=0.7, label="training batch: characters right (teacher forcing)")  # fmt: skip
-    ax.plot([r["step"] for r in evals], [r["greedy_exact_match"] for r in evals], "o-", ms=3,
-            color="C3", label="held-out: whole date right (greedy)")  # fmt: skip
-    ax.set(xlabel="training step", ylabel="accuracy", ylim=(0, 1.02),
-           title="Learning to translate dates")  # fmt: skip
+    train_rows, evals = fitted.train, fitted.eval
+    ax.plot(
+        [r["step"] for r in train_rows],
+        [r["char_accuracy"] for r in train_rows],
+        lw=0.8,
+        color="C0",
+        alpha=0.7,
+        label="training batch: characters right (teacher forcing)",
+    )
+    ax.plot(
+        [r["step"] for r in evals],
+        [r["greedy_exact_match"] for r in evals],
+        "o-",
+        ms=3,
+        color="C3",
+        label="held-out: whole date right (greedy)",
+    )
+    ax.set(
+        xlabel="training step",
+        ylabel="accuracy",
+        ylim=(0, 1.02),
+        title="Learning to translate dates",
+    )
     ax.legend(loc="lower right", fontsize=8)
     fig.savefig(path, dpi=120)
 
@@ -274,10 +335,13 @@ def plot_learning_curve(run_dir, path) -> None:
 def main(argv=None) -> dict:
     """Train the encoder-decoder, decode the held-out dates; returns the metrics."""
     config, run = parse_config(
-        Config, argv, prog="python -m experiments.translation", default_out="runs/translation",
+        Config,
+        argv,
+        prog="python -m experiments.translation",
+        default_out="runs/translation",
         description="Translate dates in many formats into ISO 8601, character by character, "
         "with an encoder-decoder (greedy and beam-search decoding).",
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     train_dates, test_dates = split_dates(rng, config.test_dates)
@@ -287,15 +351,20 @@ def main(argv=None) -> dict:
     key = jax.random.key(config.seed)
     num_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(model.init, key)))
     print("translation: dates in 13 formats -> ISO 8601, one character at a time")
-    print(f"  data:  {config.train_size:,} training examples over {len(train_dates):,} dates; "
-          f"{config.test_size:,} held-out examples of {len(test_dates):,} dates never seen")  # fmt: skip
+    print(
+        f"  data:  {config.train_size:,} training examples over {len(train_dates):,} dates; "
+        f"{config.test_size:,} held-out examples of {len(test_dates):,} dates never seen"
+    )
     enc = "Bidirectional(LSTM, LSTM)" if config.encoder == "bilstm" else "LSTM"
-    print(f"  model: Seq2Seq: chars -> embeddings ({config.embed_size}) -> {enc} "
-          f"(H = {config.hidden_size}) -> linear bridge -> LSTM decoder with the mean encoder "
-          f"output as context -> Readout({TARGET_VOCAB}); {num_params:,} parameters")  # fmt: skip
+    print(
+        f"  model: Seq2Seq: chars -> embeddings ({config.embed_size}) -> {enc} "
+        f"(H = {config.hidden_size}) -> linear bridge -> LSTM decoder with the mean encoder "
+        f"output as context -> Readout({TARGET_VOCAB}); {num_params:,} parameters"
+    )
 
     t0 = time.perf_counter()
-    params = train(model, config, train_data, test_data, run / "train", key)
+    fitted = train(model, config, train_data, test_data, run / "train", key)
+    params = fitted.params
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     greedy_texts, greedy = exact_match(model, params, test_data, None)
@@ -305,21 +374,25 @@ def main(argv=None) -> dict:
     beam_seconds = time.perf_counter() - t0
 
     print()
-    print(f"held-out exact match: greedy {np.mean(greedy):.1%}, beam search (width "
-          f"{config.beam_width}) {np.mean(beam):.1%}  ({config.test_size:,} dates)")  # fmt: skip
+    print(
+        f"held-out exact match: greedy {np.mean(greedy):.1%}, beam search (width "
+        f"{config.beam_width}) {np.mean(beam):.1%}  ({config.test_size:,} dates)"
+    )
     lines = [f"{'source':>32}  {'greedy':<12}{'beam':<12}target"]
     wrong = [i for i in range(config.test_size) if not (greedy[i] and beam[i])][: config.show // 3]
     rest = [i for i in range(config.test_size) if i not in set(wrong)][: config.show - len(wrong)]
     for i in [*rest, *wrong]:
         mark = lambda ok: "ok" if ok else "WRONG"
-        lines.append(f"{test_data.texts[i]!r:>32}  {greedy_texts[i]:<10} "
-                     f"{beam_texts[i]:<10}  {test_data.targets[i]}  {mark(greedy[i])}/"
-                     f"{mark(beam[i])}")  # fmt: skip
+        lines.append(
+            f"{test_data.texts[i]!r:>32}  {greedy_texts[i]:<10} "
+            f"{beam_texts[i]:<10}  {test_data.targets[i]}  {mark(greedy[i])}/"
+            f"{mark(beam[i])}"
+        )
     if config.show:
         print("\n".join("  " + line for line in lines))
         (run / "examples.txt").write_text("\n".join(lines) + "\n")
     plot_per_format(greedy, beam, test_data.formats, config.beam_width, run / "exact_match.png")
-    plot_learning_curve(run / "train", run / "learning_curve.png")
+    plot_learning_curve(fitted, run / "learning_curve.png")
 
     metrics = {
         "greedy_exact_match": float(np.mean(greedy)),
@@ -330,6 +403,7 @@ def main(argv=None) -> dict:
         "train_seconds": train_seconds,
         "greedy_seconds": greedy_seconds,
         "beam_seconds": beam_seconds,
+        "checkpoint": fitted.checkpoint,
     }
     for f, name in enumerate(FORMAT_NAMES):  # (formats absent from the test set are left out)
         mask = test_data.formats == f
@@ -337,9 +411,11 @@ def main(argv=None) -> dict:
             metrics[f"greedy_exact_match_{name}"] = float(np.mean(greedy[mask]))
             metrics[f"beam_exact_match_{name}"] = float(np.mean(beam[mask]))
     metrics["seconds"] = time.perf_counter() - start
-    print(f"\ndone in {metrics['seconds']:.0f} s; wrote metrics.json, exact_match.png, "
-          f"learning_curve.png, examples.txt to {run}/")  # fmt: skip
-    return finish(run, metrics)
+    print(
+        f"\ndone in {metrics['seconds']:.0f} s; wrote config.json, metrics.json, exact_match.png, "
+        f"learning_curve.png, examples.txt, train/ (log, checkpoints) to {run}/"
+    )
+    return finish(run, metrics, config=config)  # fit ran in run/train: config.json is ours
 
 
 if __name__ == "__main__":

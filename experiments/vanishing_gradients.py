@@ -40,7 +40,8 @@ Part 2, clipping (``clipping.png``; Pascanu, Mikolov & Bengio 2013). A tanh
 RNN (H = 64) whose ``W_hh`` is scaled to spectral radius 2.5 (``--train-rho``)
 learns next-character prediction on the English text that ships with Python
 (``rnnjax.data.pydoc_corpus``): one-hot characters -> ``rnnjax.ElmanRNN`` ->
-``rnnjax.Readout``, windows of 50 characters, SGD with momentum 0.9 and
+``rnnjax.Readout`` at every step (an ``rnnjax.SequenceModel``), windows of 50
+characters, SGD with momentum 0.9 and
 learning rate 0.1 (``rnnjax.train.make_train_step`` and ``fit``), twice from
 the same initialisation and the same batches: without clipping
 (``max_grad_norm=None``) and with the gradient clipped to global norm 1. At
@@ -51,14 +52,19 @@ network learns little more than the character frequencies (its loss stays at
 the unigram baseline); the clipped updates walk out of the exploding region in
 a few dozen steps and training proceeds. A run that meets a NaN/Inf stops with
 ``rnnjax.train.NonFiniteError``; the experiment catches it and reports the step
-(``*_nonfinite_step``, else null). The training logs are in ``train_no_clip/``
-and ``train_clip/``. ``--parts flow`` or ``--parts clipping`` runs one part.
+(``*_nonfinite_step``, else null). Each training run is an
+``rnnjax.train.fit`` run directory, ``train_no_clip/`` and ``train_clip/``:
+its ``config.json``, ``metrics.jsonl`` and ``checkpoints/`` (the trained
+parameters, restorable into :func:`initial_state`; none for a run stopped by a
+NaN). Running again into the same ``--out`` replaces the previous run.
+``--parts flow`` or ``--parts clipping`` runs one part.
 
 Expected result
 ---------------
 ``python -m experiments.vanishing_gradients`` (the default config, seed 0) takes
-21 s of wall time on the idle 2-core x86 CPU these docs were written on (jax
-0.10.2, CPython 3.11). Numbers (they repeat exactly: fixed seeds):
+24 s of wall time on the 2-core x86 CPU these docs were written on, shared
+with other jobs (jax 0.10.2, CPython 3.11). Numbers (they repeat exactly:
+fixed seeds):
 
 Part 1, ``||dL/dh_0||`` (the gradient 99 steps back from a loss whose gradient
 is 1; "0" = underflowed float32) and the per-step factor:
@@ -82,10 +88,10 @@ below rho (1.007, 1.085, 1.378 for 1.1, 1.5, 3). Driven by unit inputs every
 tanh RNN up to rho = 1.5 vanishes, and so do the LSTM and the GRU.
 
 Part 2: without clipping, ``||g|| = 4.9e3`` at step 0, then the final loss
-3.05 nats per character (the unigram baseline is 3.25), ``rho(W_hh)`` 243
+3.14 nats per character (the unigram baseline is 3.25), ``rho(W_hh)`` 219
 after training and 99.8% of the hidden values at ``|h| > 0.99``; with
-clipping, ``||g||`` peaks at 6.9e3 (step 1) and falls below 10 after 48
-steps, final loss 2.45, ``rho(W_hh)`` 4.6, 71% saturated. No NaN in either run.
+clipping, ``||g||`` peaks at 6.3e3 (step 2) and falls below 10 after 28
+steps, final loss 2.33, ``rho(W_hh)`` 3.5, 55% saturated. No NaN in either run.
 """
 
 from __future__ import annotations
@@ -109,11 +115,16 @@ from experiments.common import (
     parse_config,
     positive,
     positive_number,
-    start_fresh,
 )
 from rnnjax.data import CharVocab, pydoc_corpus, random_windows, unigram_bits_per_char
 from rnnjax.diagnostics import gradient_norms_through_time, scale_spectral_radius
-from rnnjax.train import NonFiniteError, fit, init_train_state, make_train_step, read_metrics
+from rnnjax.train import (
+    NonFiniteError,
+    TrainState,
+    fit,
+    init_train_state,
+    make_train_step,
+)
 
 PROG = "python -m experiments.vanishing_gradients"
 PARTS = ("flow", "clipping")
@@ -149,12 +160,21 @@ class Config:
     def __post_init__(self):
         if not self.parts or any(p not in PARTS for p in self.parts):
             raise ValueError(f"`parts` must be among {list(PARTS)}, got {self.parts!r}")
-        positive(self, "hidden_size", "input_size", "num_steps", "batch_size",
-                 "train_hidden_size", "seq_len", "train_batch_size", "steps")  # fmt: skip
+        positive(
+            self,
+            "hidden_size",
+            "input_size",
+            "num_steps",
+            "batch_size",
+            "train_hidden_size",
+            "seq_len",
+            "train_batch_size",
+            "steps",
+        )
         if not self.radii or not all(r > 0 for r in self.radii):
             raise ValueError(f"`radii` must be positive numbers, got {self.radii!r}")
         positive_number(
-            self, "small_input_scale", "input_scale", "train_rho", "learning_rate", "max_grad_norm",
+            self, "small_input_scale", "input_scale", "train_rho", "learning_rate", "max_grad_norm"
         )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"`momentum` must lie in [0, 1), got {self.momentum!r}")
@@ -169,10 +189,11 @@ def flow_models(config: Config) -> dict[str, tuple]:
     key = jax.random.key(config.seed)
     models = {}
     for rho in config.radii:
-        cell = rnnjax.ElmanRNN(I, H)
+        cell = rnnjax.make_cell("rnn", I, H)
         models[f"tanh, rho={rho:g}"] = (cell, scale_spectral_radius(cell.init(key), rho))
-    for name, cell in (("LSTM", rnnjax.LSTM(I, H)), ("GRU", rnnjax.GRU(I, H))):
-        models[name] = (cell, cell.init(key))
+    for label, name in (("LSTM", "lstm"), ("GRU", "gru")):
+        cell = rnnjax.make_cell(name, I, H)
+        models[label] = (cell, cell.init(key))
     return models
 
 
@@ -230,14 +251,21 @@ def plot_flow(path: Path, config: Config, panels: list[tuple[str, float, dict]])
         ax.set_yscale("log")
         ax.set_ylim(1e-30, 1e30)
         ax.axhline(1.0, color="gray", lw=0.8)
-        ax.set(xlabel=f"step k (the loss reads h at step T-1 = {T - 1})",
-               title=f"{title}: inputs x ~ N(0, {scale:g}\u00b2)")  # fmt: skip
+        ax.set(
+            xlabel=f"step k (the loss reads h at step T-1 = {T - 1})",
+            title=f"{title}: inputs x ~ N(0, {scale:g}\u00b2)",
+        )
         ax.grid(alpha=0.3, which="major")
         ax.annotate("exploding\n(\u03c1 > 1)", xy=(2, 1e20), fontsize=10, color="C3")
         ax.annotate("vanishing\n(\u03c1 < 1)", xy=(2, 1e-24), fontsize=10, color="C0")
-        ax.annotate("the gradient the loss\nstarts with: ||w|| = 1", xy=(T - 1, 1.0),
-                    xytext=(T * 0.55, 1e6), arrowprops=dict(arrowstyle="->", color="gray"),
-                    fontsize=9, color="gray")  # fmt: skip
+        ax.annotate(
+            "the gradient the loss\nstarts with: ||w|| = 1",
+            xy=(T - 1, 1.0),
+            xytext=(T * 0.55, 1e6),
+            arrowprops=dict(arrowstyle="->", color="gray"),
+            fontsize=9,
+            color="gray",
+        )
     axes[0].set_ylabel("||dL/dh_k||  (RMS over the batch)")
     axes[0].plot([], [], color="gray", ls=":", lw=1, label="linear theory \u03c1^(T-1-k)")
     axes[0].legend(fontsize=8, loc="lower right", ncol=2)
@@ -268,6 +296,22 @@ def _radius_colours(radii) -> dict[float, tuple]:
 # -- part 2: clipping ------------------------------------------------------------------
 
 
+def make_model(config: Config, vocab_size: int) -> rnnjax.SequenceModel:
+    """Part 2's model: one-hot characters ``(B, T)`` -> tanh RNN -> next-character
+    logits at every step ``(B, T, V)``."""
+    cell = rnnjax.make_cell("rnn", vocab_size, config.train_hidden_size)
+    return rnnjax.SequenceModel(cell, vocab_size, read="every", vocab_size=vocab_size)
+
+
+def initial_state(config: Config, model: rnnjax.SequenceModel) -> TrainState:
+    """The state both training runs start from, ``W_hh`` scaled to spectral radius
+    ``train_rho`` (also the template their checkpoints restore into)."""
+    params = model.init(jax.random.key(config.seed))
+    params = params._replace(layer=scale_spectral_radius(params.layer, config.train_rho))
+    optimizer = optax.sgd(config.learning_rate, momentum=config.momentum)
+    return init_train_state(params, optimizer, jax.random.key(config.seed + 1))
+
+
 def train_runs(config: Config, run_dir: Path) -> dict:
     """Train the ``rho = train_rho`` tanh RNN without and with clipping.
 
@@ -277,15 +321,13 @@ def train_runs(config: Config, run_dir: Path) -> dict:
     text = pydoc_corpus()
     vocab = CharVocab.from_text(text)
     ids = vocab.encode(text)
-    V, H = vocab.size, config.train_hidden_size
-    cell, readout = rnnjax.ElmanRNN(V, H), rnnjax.Readout(H, V)
-    k_cell, k_readout = jax.random.split(jax.random.key(config.seed))
-    params = (scale_spectral_radius(cell.init(k_cell), config.train_rho), readout.init(k_readout))
+    V = vocab.size
+    model = make_model(config, V)
+    start = initial_state(config, model)
 
     def loss_fn(params, batch, key):
         inputs, targets = batch
-        out = rnnjax.unroll(cell, params[0], jax.nn.one_hot(inputs, V)).outputs
-        return rnnjax.sequence_cross_entropy(readout(params[1], out), targets), {}
+        return rnnjax.sequence_cross_entropy(model.apply(params, inputs), targets), {}
 
     def batch_fn(step: int):  # a function of the step: the same batches in both runs
         rng = np.random.default_rng((config.seed, step))
@@ -294,56 +336,71 @@ def train_runs(config: Config, run_dir: Path) -> dict:
     probe_inputs, _ = batch_fn(10**6)  # a batch no run trains on
 
     @jax.jit
-    def saturation(cell_params):  # the fraction of hidden values with |h| > 0.99
-        outputs = rnnjax.unroll(cell, cell_params, jax.nn.one_hot(probe_inputs, V)).outputs
+    def saturation(params):  # the fraction of hidden values with |h| > 0.99
+        xs = model.features(params, probe_inputs)
+        outputs = rnnjax.unroll(model.layer, params.layer, xs).outputs
         return jnp.mean(jnp.abs(outputs) > 0.99)
 
     results = {"unigram": unigram_bits_per_char(ids, ids, V) * math.log(2)}
     for name, clip in (("no_clip", None), ("clip", config.max_grad_norm)):
         optimizer = optax.sgd(config.learning_rate, momentum=config.momentum)
         step = make_train_step(loss_fn, optimizer, max_grad_norm=clip)
-        state = init_train_state(params, optimizer, jax.random.key(config.seed + 1))
         sub = run_dir / f"train_{name}"
-        start_fresh(sub)
-        print("training without clipping" if clip is None else
-              f"training with the gradient clipped to norm {clip:g}", flush=True)  # fmt: skip
+        print(
+            "training without clipping"
+            if clip is None
+            else f"training with the gradient clipped to norm {clip:g}",
+            flush=True,
+        )
         nonfinite = None
         try:
-            state = fit(
-                step, state, batch_fn, config.steps, run_dir=sub,
-                config={**dataclasses.asdict(config), "clip": clip}, progress=config.progress,
+            result = fit(
+                step,
+                start,
+                batch_fn,
+                config.steps,
+                run_dir=sub,
+                overwrite=True,
+                config={**dataclasses.asdict(config), "clip": clip},
+                progress=config.progress,
                 plot=False,  # (clipping.png shows both runs)
-            )  # fmt: skip
-            final_params = state.params
+            )
+            final_params, rows = result.params, result.train
         except NonFiniteError as e:
-            nonfinite, final_params = e.step, None
+            # the error carries the train lines logged before the NaN
+            nonfinite, final_params, rows = e.step, None, e.train
             print(f"  stopped: {e}")
-        rows = read_metrics(sub, split="train")
-        w_hh = None if final_params is None else np.asarray(final_params[0].w_hh, np.float64)
+        w_hh = None if final_params is None else np.asarray(final_params.layer.w_hh, np.float64)
         results[name] = {
             "loss": np.array([r["loss"] for r in rows]),
             "grad_norm": np.array([r["grad_norm"] for r in rows]),
             "nonfinite_step": nonfinite,
             "rho_after": None if w_hh is None else float(np.abs(np.linalg.eigvals(w_hh)).max()),
-            "saturated": None if final_params is None else float(saturation(final_params[0])),
+            "saturated": None if final_params is None else float(saturation(final_params)),
         }
-    results["saturated_at_init"] = float(saturation(params[0]))
+    results["saturated_at_init"] = float(saturation(start.params))
     return results
 
 
 def summarize(run: dict, tail: int) -> dict:
     """The flat metrics of one training run (None where a NaN stop left nothing)."""
     loss, grad = run["loss"], run["grad_norm"]
-    summary = dict.fromkeys(("first_loss", "final_loss", "max_grad_norm", "max_grad_norm_step",
-                             "median_grad_norm"))  # fmt: skip
+    summary = dict.fromkeys(
+        ("first_loss", "final_loss", "max_grad_norm", "max_grad_norm_step", "median_grad_norm")
+    )
     if len(loss):
         summary.update(
-            first_loss=float(loss[0]), final_loss=float(np.mean(loss[-tail:])),
-            max_grad_norm=float(np.max(grad)), max_grad_norm_step=int(np.argmax(grad)),
+            first_loss=float(loss[0]),
+            final_loss=float(np.mean(loss[-tail:])),
+            max_grad_norm=float(np.max(grad)),
+            max_grad_norm_step=int(np.argmax(grad)),
             median_grad_norm=float(np.median(grad)),
-        )  # fmt: skip
-    summary.update(nonfinite_step=run["nonfinite_step"], rho_after=run["rho_after"],
-                   saturated_fraction=run["saturated"])  # fmt: skip
+        )
+    summary.update(
+        nonfinite_step=run["nonfinite_step"],
+        rho_after=run["rho_after"],
+        saturated_fraction=run["saturated"],
+    )
     return summary
 
 
@@ -354,33 +411,54 @@ def _fmt(value, spec: str) -> str:
 def plot_clipping(path: Path, config: Config, runs: dict) -> None:
     """Loss and gradient norm per step, without and with clipping."""
     fig, (top, bottom) = new_figure(9, 7, nrows=2, sharex=True, height_ratios=(3, 2))
-    styles = {"no_clip": ("C3", "without clipping"),
-              "clip": ("C0", f"clipped to norm {config.max_grad_norm:g}")}  # fmt: skip
+    styles = {
+        "no_clip": ("C3", "without clipping"),
+        "clip": ("C0", f"clipped to norm {config.max_grad_norm:g}"),
+    }
     for name, (colour, label) in styles.items():
         run = runs[name]
         steps = np.arange(len(run["loss"]))
         top.plot(steps, run["loss"], color=colour, lw=1, label=label)
         bottom.plot(steps, run["grad_norm"], color=colour, lw=1, label=label)
         if run["nonfinite_step"] is not None:
-            top.axvline(run["nonfinite_step"], color=colour, ls="--",
-                        label=f"NaN/Inf at step {run['nonfinite_step']}: stopped")  # fmt: skip
-    top.axhline(runs["unigram"], color="gray", ls="--",
-                label=f"unigram baseline (character frequencies), {runs['unigram']:.2f}")  # fmt: skip
+            top.axvline(
+                run["nonfinite_step"],
+                color=colour,
+                ls="--",
+                label=f"NaN/Inf at step {run['nonfinite_step']}: stopped",
+            )
+    top.axhline(
+        runs["unigram"],
+        color="gray",
+        ls="--",
+        label=f"unigram baseline (character frequencies), {runs['unigram']:.2f}",
+    )
     lines = []
     for name, (_, label) in styles.items():
         run = runs[name]
         finite = run["loss"][np.isfinite(run["loss"])]
         tail = finite[-max(1, len(finite) // 10) :]
-        saturated = "" if run["saturated"] is None else (
-            f", |h| > 0.99 for {run['saturated']:.0%} of the hidden values"
-        )  # fmt: skip
+        saturated = (
+            ""
+            if run["saturated"] is None
+            else (f", |h| > 0.99 for {run['saturated']:.0%} of the hidden values")
+        )
         final = f"{np.mean(tail):.2f}" if tail.size else "-"
         radius = "" if run["rho_after"] is None else f", \u03c1(W_hh) {run['rho_after']:.3g}"
         lines.append(f"{label}: final loss {final}{radius}{saturated}")
-    lines.append(f"(at init: \u03c1(W_hh) {config.train_rho:g}, |h| > 0.99 for "
-                 f"{runs['saturated_at_init']:.0%})")  # fmt: skip
-    top.text(0.98, 0.6, "\n".join(lines), transform=top.transAxes, ha="right", fontsize=9,
-             bbox=dict(facecolor="white", edgecolor="gray", alpha=0.9))  # fmt: skip
+    lines.append(
+        f"(at init: \u03c1(W_hh) {config.train_rho:g}, |h| > 0.99 for "
+        f"{runs['saturated_at_init']:.0%})"
+    )
+    top.text(
+        0.98,
+        0.6,
+        "\n".join(lines),
+        transform=top.transAxes,
+        ha="right",
+        fontsize=9,
+        bbox=dict(facecolor="white", edgecolor="gray", alpha=0.9),
+    )
     top.set(ylabel="training loss (nats per character)")
     top.set_ylim(top=max(5.5, math.log(100)))
     top.legend(fontsize=9)
@@ -394,18 +472,23 @@ def plot_clipping(path: Path, config: Config, runs: dict) -> None:
         bottom.annotate(
             f"step 0: ||g|| = {first:.1e}; unclipped, the first update is\n"
             f"{config.learning_rate:g} x {first:.1e} long: the units saturate for good",
-            xy=(0, first), xytext=(config.steps * 0.2, first / 10),
-            arrowprops=dict(arrowstyle="->"), fontsize=9,
-        )  # fmt: skip
+            xy=(0, first),
+            xytext=(config.steps * 0.2, first / 10),
+            arrowprops=dict(arrowstyle="->"),
+            fontsize=9,
+        )
     clipped = runs["clip"]["grad_norm"]
     calm = np.flatnonzero(clipped < 10 * config.max_grad_norm)
     if len(clipped) and clipped[0] > 10 * config.max_grad_norm and calm.size:
         bottom.annotate(
             f"clipped: every gradient is cut to norm {config.max_grad_norm:g} before SGD "
             f"sees it;\n{calm[0]} such steps lead out of the exploding region",
-            xy=(calm[0], clipped[calm[0]]), xytext=(config.steps * 0.35, 30 * config.max_grad_norm),
-            arrowprops=dict(arrowstyle="->", color="C0"), fontsize=9, color="C0",
-        )  # fmt: skip
+            xy=(calm[0], clipped[calm[0]]),
+            xytext=(config.steps * 0.35, 30 * config.max_grad_norm),
+            arrowprops=dict(arrowstyle="->", color="C0"),
+            fontsize=9,
+            color="C0",
+        )
     fig.suptitle(
         f"tanh RNN, W_hh scaled to spectral radius {config.train_rho:g}, next-character "
         f"prediction, SGD lr {config.learning_rate:g} momentum {config.momentum:g}\n"
@@ -423,10 +506,13 @@ def run_flow(config: Config, run_dir: Path) -> dict:
     """Part 1: ``gradient_flow.png`` and its metrics."""
     print("part 1: ||dL/dh_k||, the gradient reaching each step k", flush=True)
     panels = [
-        ("near-linear (small inputs)", config.small_input_scale,
-         gradient_flow(config, config.small_input_scale)),
+        (
+            "near-linear (small inputs)",
+            config.small_input_scale,
+            gradient_flow(config, config.small_input_scale),
+        ),
         ("saturating (unit inputs)", config.input_scale, gradient_flow(config, config.input_scale)),
-    ]  # fmt: skip
+    ]
     metrics = {}
     for regime, (_, scale, flows) in zip(("small", "unit"), panels, strict=True):
         print(f"  inputs of std {scale:g}:  ||dL/dh_0||  per-step factor")
@@ -452,10 +538,12 @@ def run_clipping(config: Config, run_dir: Path) -> dict:
         run = runs[name]
         summary = summarize(run, tail)
         metrics.update({f"{name}_{key}": value for key, value in summary.items()})
-        print(f"  {name:8s} final loss {_fmt(summary['final_loss'], '.3f')} nats/char, max ||g|| "
-              f"{_fmt(summary['max_grad_norm'], '.2e')} at step {summary['max_grad_norm_step']}, "
-              f"NaN/Inf at step {run['nonfinite_step']}, |h| > 0.99 for "
-              f"{_fmt(run['saturated'], '.1%')} of the hidden values")  # fmt: skip
+        print(
+            f"  {name:8s} final loss {_fmt(summary['final_loss'], '.3f')} nats/char, max ||g|| "
+            f"{_fmt(summary['max_grad_norm'], '.2e')} at step {summary['max_grad_norm_step']}, "
+            f"NaN/Inf at step {run['nonfinite_step']}, |h| > 0.99 for "
+            f"{_fmt(run['saturated'], '.1%')} of the hidden values"
+        )
     metrics["unigram_loss"] = runs["unigram"]
     metrics["saturated_fraction_at_init"] = runs["saturated_at_init"]
     plot_clipping(run_dir / "clipping.png", config, runs)
@@ -465,11 +553,15 @@ def run_clipping(config: Config, run_dir: Path) -> dict:
 def main(argv=None) -> dict:
     """Run the parts (both by default); returns the metrics written to ``metrics.json``."""
     config, run_dir = parse_config(
-        Config, argv, prog=PROG, default_out="runs/vanishing_gradients",
+        Config,
+        argv,
+        prog=PROG,
+        default_out="runs/vanishing_gradients",
         description="Vanishing and exploding gradients through time (tanh RNN at several "
         "spectral radii, LSTM, GRU), and training with and without gradient clipping.",
-    )  # fmt: skip
+    )
     start = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)  # part 1 writes its figure before any fit runs
     metrics = {}
     if "flow" in config.parts:
         metrics.update(run_flow(config, run_dir))
@@ -477,7 +569,7 @@ def main(argv=None) -> dict:
         metrics.update(run_clipping(config, run_dir))
     metrics["seconds"] = time.perf_counter() - start
     print(f"done in {metrics['seconds']:.0f} s; wrote the figures and metrics.json to {run_dir}/")
-    return finish(run_dir, metrics)
+    return finish(run_dir, metrics, config=config)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@
 
 import jax
 import pytest
-from helpers import lstm_reference_kernel
 
 from rnnjax.timeloop import cudnn, dispatch
 
@@ -24,7 +23,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 def pretend_gpu(monkeypatch):
     """The dispatch sees platform "gpu"; cuDNN runs the reference LSTM kernel."""
     monkeypatch.setattr(dispatch, "current_platform", lambda: "gpu")
-    monkeypatch.setattr(cudnn, "kernel", lambda: lstm_reference_kernel)
+    monkeypatch.setattr(cudnn, "kernel", lambda: cudnn.reference_kernel)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import rnn as jax_rnn
 
 I, H = 3, 4  # input features and hidden units of the small cells
 F64 = dict(rtol=1e-10, atol=1e-12)
@@ -78,19 +77,3 @@ def assert_same(actual, expected, tol):
         if a.dtype == jax.dtypes.float0:
             continue
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), **tol)
-
-
-def lstm_reference_kernel(
-    x, h0, c0, weights, seq_lengths, *, input_size, hidden_size, num_layers, dropout,
-    bidirectional,
-):  # fmt: skip
-    """``jax.experimental.rnn.lstm``'s signature over its pure-JAX reference LSTM,
-    ``lstm_ref`` (what JAX tests its cuDNN binding against): the cuDNN back-end runs
-    on the CPU with it."""
-    w_ih, w_hh, b_ih, b_hh = jax_rnn.unpack_lstm_weights(
-        weights, input_size, hidden_size, num_layers, bidirectional
-    )
-    return jax_rnn.lstm_ref(
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, seq_lengths, input_size, hidden_size, num_layers,
-        dropout, bidirectional,
-    )  # fmt: skip

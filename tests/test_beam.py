@@ -137,9 +137,14 @@ PRUNED = dict(vocab_size=6, max_len=7, k=4, end_token=3, alpha=0.8)
 def _pruned_search(h, first):
     step_fn, _, _ = _rnn_lm(PRUNED["vocab_size"], seed=1)
     return _search(
-        step_fn, h, first, PRUNED["k"], PRUNED["max_len"], end_token=PRUNED["end_token"],
+        step_fn,
+        h,
+        first,
+        PRUNED["k"],
+        PRUNED["max_len"],
+        end_token=PRUNED["end_token"],
         alpha=PRUNED["alpha"],
-    )  # fmt: skip
+    )
 
 
 def test_pruned_beams_are_sorted_with_scores_equal_to_recomputed_log_probs():
@@ -212,9 +217,12 @@ def test_beam_search_is_one_scan_whatever_max_len():
 def test_beam_search_rejects_bad_arguments_naming_them(kwargs, error, match):
     step_fn, _, h0 = _rnn_lm(3)
     args = dict(
-        step_fn=step_fn, carry=rnnjax.ElmanCarry(h0), first_token=jnp.array([0, 1]),
-        beam_width=2, max_len=3,
-    )  # fmt: skip
+        step_fn=step_fn,
+        carry=rnnjax.ElmanCarry(h0),
+        first_token=jnp.array([0, 1]),
+        beam_width=2,
+        max_len=3,
+    )
     args.update(kwargs)
     with pytest.raises(error, match=match):
         beam_search(**args)

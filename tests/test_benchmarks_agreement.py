@@ -25,8 +25,9 @@ def test_a_back_end_that_computes_something_else_fails_its_rows(monkeypatch):
     shape = agreement.Shape(2, 3, 3, 4)
     rows = agreement.check_cell("ElmanRNN", shape, impls=("fused", "auto"), cases=("lengths",))
     assert [(r["case"], r["impl"], r["runs"]) for r in rows] == [
-        ("lengths", "fused", "fused"), ("lengths", "auto", "fused"),
-    ]  # fmt: skip
+        ("lengths", "fused", "fused"),
+        ("lengths", "auto", "fused"),
+    ]
     assert not any(r["passed"] for r in rows)
     assert all(r["max_rel_err"] > r["tolerance"] for r in rows)
 

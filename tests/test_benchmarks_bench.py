@@ -21,12 +21,34 @@ HAVE_TORCH = importlib.util.find_spec("torch") is not None
 IMPLS = ["rnnjax", "rnnjax[scan]", "flax", "rnnjax[unroll2]"] + (["torch"] if HAVE_TORCH else [])
 B, T, I, H = 2, 5, 3, 4
 REQUIRED_KEYS = {
-    "impl", "runs", "config", "cell", "mode", "B", "T", "I", "H", "median_s", "p10_s", "p90_s",
-    "us_per_step", "gflops", "frac_of_matmul_peak", "ratio_to_torch", "ratio_to_flax",
-    "ratio_to_scan", "ratio_to_torch_within_noise", "ratio_to_flax_within_noise",
-    "ratio_to_scan_within_noise", "above_reference", "matmul_ref_faults_per_call",
-    "peak_mem_bytes", "compile_s", "device", "dtype",
-}  # fmt: skip
+    "impl",
+    "runs",
+    "config",
+    "cell",
+    "mode",
+    "B",
+    "T",
+    "I",
+    "H",
+    "median_s",
+    "p10_s",
+    "p90_s",
+    "us_per_step",
+    "gflops",
+    "frac_of_matmul_peak",
+    "ratio_to_torch",
+    "ratio_to_flax",
+    "ratio_to_scan",
+    "ratio_to_torch_within_noise",
+    "ratio_to_flax_within_noise",
+    "ratio_to_scan_within_noise",
+    "above_reference",
+    "matmul_ref_faults_per_call",
+    "peak_mem_bytes",
+    "compile_s",
+    "device",
+    "dtype",
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +57,24 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     bi.register("rnnjax[unroll2]", bi.rnnjax_builder(unroll=2), default=False)
     try:
-        rows = bench.main([
-            "--config-spec", f"{B},{T},{I},{H}", "--cells", "lstm", "--modes", "forward,fwd_bwd",
-            "--impls", ",".join(IMPLS), "--warmup", "1", "--repeats", "3", "--out", str(out),
-        ])  # fmt: skip
+        rows = bench.main(
+            [
+                "--config-spec",
+                f"{B},{T},{I},{H}",
+                "--cells",
+                "lstm",
+                "--modes",
+                "forward,fwd_bwd",
+                "--impls",
+                ",".join(IMPLS),
+                "--warmup",
+                "1",
+                "--repeats",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
     finally:
         del bi.IMPLS["rnnjax[unroll2]"]
     return rows, out
@@ -134,11 +170,27 @@ def test_markdown_names_the_allocator_and_xla_settings_of_the_run_when_set(run, 
 
 def hand_row(impl, median, p10, p90, *, mode="fwd_bwd", frac=0.5):
     return dict(
-        impl=impl, runs=None, config="c", cell="lstm", mode=mode, B=B, T=T, I=I, H=H,
-        median_s=median, p10_s=p10, p90_s=p90, us_per_step=1.0, gflops=frac,
-        frac_of_matmul_peak=frac, compile_s=1.0, peak_mem_bytes=0, minor_faults_per_call=0,
-        matmul_peak_gflops=1.0, small_matmul_gflops=1.0,
-    )  # fmt: skip
+        impl=impl,
+        runs=None,
+        config="c",
+        cell="lstm",
+        mode=mode,
+        B=B,
+        T=T,
+        I=I,
+        H=H,
+        median_s=median,
+        p10_s=p10,
+        p90_s=p90,
+        us_per_step=1.0,
+        gflops=frac,
+        frac_of_matmul_peak=frac,
+        compile_s=1.0,
+        peak_mem_bytes=0,
+        minor_faults_per_call=0,
+        matmul_peak_gflops=1.0,
+        small_matmul_gflops=1.0,
+    )
 
 
 def test_a_ratio_is_within_noise_exactly_when_the_p10_p90_intervals_overlap():
@@ -179,9 +231,17 @@ def test_the_markdown_explains_every_note_its_rows_carry(tmp_path):
     bench.add_ratios(rows)
     rows[0]["above_reference"] = bench.above_reference(rows[0])
     meta = dict(
-        versions={}, jax_device="cpu", torch_device=None, cpu_model="x", usable_cores=1,
-        threads=1, python="3", flop_convention="f", matmul_peak_note="n", skipped=[],
-    )  # fmt: skip
+        versions={},
+        jax_device="cpu",
+        torch_device=None,
+        cpu_model="x",
+        usable_cores=1,
+        threads=1,
+        python="3",
+        flop_convention="f",
+        matmul_peak_note="n",
+        skipped=[],
+    )
     bench.write_markdown(rows, meta, tmp_path / "r.md")
     md = (tmp_path / "r.md").read_text()
     assert "- a: the reference is not a peak" in md

@@ -28,10 +28,21 @@ def pretend(tmp_path_factory):
     """``(report, markdown, stdout)`` of one pretend run in a fresh process."""
     out = tmp_path_factory.mktemp("gpu_check")
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmarks.gpu_check", "--pretend-tiny", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "experiments.benchmarks.gpu_check",
+            "--pretend-tiny",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check.json", "gpu_check.md"]
     report = json.loads((out / "gpu_check.json").read_text())

@@ -52,10 +52,14 @@ def test_train_step_carries_its_state_so_the_loss_falls_call_after_call(impl):
 # every kind of registered rnnjax variant (unroll=K once: K = 4, 8 are the same code);
 # rnnjax[cudnn] needs a GPU (below)
 RNNJAX_VARIANTS = sorted(
-    n for n in bi.IMPLS
-    if n.startswith("rnnjax") and "min-" not in n and "cudnn" not in n
-    and not n.endswith(("=4]", "=8]")) and n != "rnnjax[scan]"
-)  # fmt: skip
+    n
+    for n in bi.IMPLS
+    if n.startswith("rnnjax")
+    and "min-" not in n
+    and "cudnn" not in n
+    and not n.endswith(("=4]", "=8]"))
+    and n != "rnnjax[scan]"
+)
 LSTM_FWD_BWD = bi.Workload("lstm", "fwd_bwd", B, T, I, H)
 
 

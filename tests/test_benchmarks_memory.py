@@ -16,12 +16,35 @@ from experiments.benchmarks import memory
 B, I, H = 2, 3, 4
 STEPS = (7,)  # round(sqrt(7)) = 3 does not divide 7
 ROW_KEYS = {
-    "T", "remat", "status", "compile_s", "segment_length", "xla_temp_bytes",
-    "xla_argument_bytes", "xla_output_bytes", "xla_total_bytes", "rss_growth_bytes",
-    "median_s", "min_s", "max_s", "times_s", "loss", "grad_norm",
-}  # fmt: skip
-TINY = ["--batch-size", str(B), "--input-size", str(I), "--hidden-size", str(H),
-        "--warmup", "1", "--repeats", "2"]  # fmt: skip
+    "T",
+    "remat",
+    "status",
+    "compile_s",
+    "segment_length",
+    "xla_temp_bytes",
+    "xla_argument_bytes",
+    "xla_output_bytes",
+    "xla_total_bytes",
+    "rss_growth_bytes",
+    "median_s",
+    "min_s",
+    "max_s",
+    "times_s",
+    "loss",
+    "grad_norm",
+}
+TINY = [
+    "--batch-size",
+    str(B),
+    "--input-size",
+    str(I),
+    "--hidden-size",
+    str(H),
+    "--warmup",
+    "1",
+    "--repeats",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,23 @@ from experiments.benchmarks import profile_fused
 def test_profile_fused_times_every_part_and_the_rates_of_its_matmuls(tmp_path):
     out = tmp_path / "profile.json"
     result = profile_fused.main(
-        ["--cell", "gru", "--B", "2", "--T", "3", "--I", "3", "--H", "4", "--repeats", "2",
-         "--out", str(out)]
-    )  # fmt: skip
+        [
+            "--cell",
+            "gru",
+            "--B",
+            "2",
+            "--T",
+            "3",
+            "--I",
+            "3",
+            "--H",
+            "4",
+            "--repeats",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     for part in ("forward_loop_s", "backward_total_s", "big_matmuls_s", "whole_fwd_bwd_s"):
         assert math.isfinite(result[part]) and result[part] > 0

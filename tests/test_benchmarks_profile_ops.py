@@ -47,10 +47,31 @@ def test_the_fused_lstm_runs_its_loop_matmuls_t_times_a_call_and_the_split_adds_
     T = 5
     out = tmp_path / "ops.json"
     result = profile_ops.main(
-        ["--cell", "lstm", "--mode", "train_step", "--impls", "rnnjax[fused],flax",
-         "--B", "2", "--T", str(T), "--I", "3", "--H", "4", "--repeats", "2", "--calls", "2",
-         "--top", "50", "--out", str(out)]
-    )  # fmt: skip
+        [
+            "--cell",
+            "lstm",
+            "--mode",
+            "train_step",
+            "--impls",
+            "rnnjax[fused],flax",
+            "--B",
+            "2",
+            "--T",
+            str(T),
+            "--I",
+            "3",
+            "--H",
+            "4",
+            "--repeats",
+            "2",
+            "--calls",
+            "2",
+            "--top",
+            "50",
+            "--out",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert set(result["impls"]) == {"rnnjax[fused]", "flax"}
     for r in result["impls"].values():

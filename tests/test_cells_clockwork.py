@@ -132,9 +132,16 @@ def test_unroll_equals_the_numpy_reference_with_lengths_reverse_and_a_running_cl
 
     out = rnnjax.unroll(cell, params, jnp.asarray(xs), carry, lengths=lengths, reverse=reverse)
     outputs, h_final, t_final = reference(
-        numpy_params(params), sizes, periods, xs, lengths, h0, t0,
-        reverse=reverse, act=cell.nonlinearity,
-    )  # fmt: skip
+        numpy_params(params),
+        sizes,
+        periods,
+        xs,
+        lengths,
+        h0,
+        t0,
+        reverse=reverse,
+        act=cell.nonlinearity,
+    )
     np.testing.assert_allclose(np.asarray(out.outputs), outputs, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.asarray(out.carry.h), h_final, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(np.asarray(out.carry.t)[:, 0], t_final)
@@ -142,8 +149,9 @@ def test_unroll_equals_the_numpy_reference_with_lengths_reverse_and_a_running_cl
 
 
 def test_the_default_carry_starts_the_clock_at_zero_and_learns_only_h0():
-    cell = make_cell("uneven_sizes_default_periods", param_dtype=jnp.float64,
-                     learn_initial_carry=True)  # fmt: skip
+    cell = make_cell(
+        "uneven_sizes_default_periods", param_dtype=jnp.float64, learn_initial_carry=True
+    )
     sizes, periods = expected_sizes_and_periods("uneven_sizes_default_periods")
     params = random_params(cell, carry0=True)
     assert jax.eval_shape(cell.init, jax.random.key(0)).carry0.t is None
@@ -164,8 +172,9 @@ def test_a_single_unbatched_sequence_equals_its_row_of_a_batch():
     batched = rnnjax.unroll(cell, params, xs)
     single = rnnjax.unroll(cell, params, xs[1])
     assert single.carry.h.shape == (cell.hidden_size,) and single.carry.t.shape == (1,)
-    np.testing.assert_allclose(np.asarray(single.outputs), np.asarray(batched.outputs[1]),
-                               rtol=1e-13, atol=1e-13)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(single.outputs), np.asarray(batched.outputs[1]), rtol=1e-13, atol=1e-13
+    )
     assert int(single.carry.t[0]) == 7
 
 
@@ -240,9 +249,11 @@ def test_fast_modules_never_reach_slower_ones_and_slower_ones_reach_faster(name)
 
 @pytest.mark.parametrize(
     ("name", "recurrent_init"),
-    [("uneven_sizes_default_periods", rnnjax.initializers.Orthogonal()),
-     ("equal_modules_tied_periods_relu", rnnjax.initializers.Uniform(0.5))],
-)  # fmt: skip
+    [
+        ("uneven_sizes_default_periods", rnnjax.initializers.Orthogonal()),
+        ("equal_modules_tied_periods_relu", rnnjax.initializers.Uniform(0.5)),
+    ],
+)
 def test_init_zeroes_the_masked_blocks_and_num_params_counts_only_the_trainable_weights(
     name, recurrent_init
 ):
@@ -301,8 +312,9 @@ def test_unroll_derivatives_match_finite_differences_to_second_order():
     included) and the inputs, forward and reverse, lengths (5, 0, 3): the clock,
     the masking and the padding. (Jitted: the check then compiles each
     derivative once instead of tracing it for every evaluation.)"""
-    cell = make_cell("uneven_sizes_default_periods", param_dtype=jnp.float64,
-                     learn_initial_carry=True)  # fmt: skip
+    cell = make_cell(
+        "uneven_sizes_default_periods", param_dtype=jnp.float64, learn_initial_carry=True
+    )
     params = random_params(cell, carry0=True)
     xs = jnp.asarray(np.random.default_rng(8).normal(size=(3, 5, I)))
     lengths = jnp.array([5, 0, 3])
@@ -328,8 +340,9 @@ def test_padded_steps_neither_advance_the_clock_nor_change_h(reverse):
     xs = np.random.default_rng(9).normal(size=(3, T, I))
     xs[1, 2:] = np.nan  # padding: never read
     lengths = np.array([6, 2, 0])
-    out = rnnjax.unroll(cell, params, jnp.asarray(xs), lengths=lengths, reverse=reverse,
-                        return_carries=True)  # fmt: skip
+    out = rnnjax.unroll(
+        cell, params, jnp.asarray(xs), lengths=lengths, reverse=reverse, return_carries=True
+    )
     ts, hs = np.asarray(out.carries.t)[..., 0], np.asarray(out.carries.h)  # (B, T), (B, T, H)
     for b, length in enumerate(lengths):
         for pos in range(T):
@@ -356,8 +369,9 @@ def test_jitted_unroll_equals_a_python_loop_of_steps_without_jit():
         for t in range(4):
             carry, y = cell.step(params, carry, xs[:, t])
             ys.append(y)
-    np.testing.assert_allclose(np.asarray(jitted.outputs), np.stack(ys, axis=1),
-                               rtol=1e-13, atol=1e-13)  # fmt: skip
+    np.testing.assert_allclose(
+        np.asarray(jitted.outputs), np.stack(ys, axis=1), rtol=1e-13, atol=1e-13
+    )
     np.testing.assert_allclose(np.asarray(jitted.carry.h), np.asarray(carry.h), rtol=1e-13)
     np.testing.assert_array_equal(np.asarray(jitted.carry.t), np.asarray(carry.t))
 
@@ -411,15 +425,43 @@ BAD_CONFIGS = [
     (dict(**H5, module_sizes=(2.5, 2.5)), TypeError, r"`module_sizes\[0\]` must be a positive"),
     (dict(**H5, module_sizes=5), TypeError, r"`module_sizes` must be a sequence"),
     (dict(**H5, module_sizes=()), ValueError, r"`module_sizes` must not be empty"),
-    (dict(**H5, num_modules=5, periods=(1, 2, 0, 4, 8)), ValueError, r"`periods\[2\]` must be a positive"),
-    (dict(**H5, num_modules=5, periods=(1, -2, 4, 8, 16)), ValueError, r"`periods\[1\]` must be a positive"),
-    (dict(**H5, num_modules=5, periods=(1, 2, 4.0, 8, 16)), TypeError, r"`periods\[2\]` must be a positive"),
-    (dict(**H5, num_modules=5, periods=(1, 2)), ValueError, r"`periods` must have one entry per module \(5\)"),
-    (dict(**H5, module_sizes=(2, 3), periods=(4, 1)), ValueError, r"`periods` must be non-decreasing"),
+    (
+        dict(**H5, num_modules=5, periods=(1, 2, 0, 4, 8)),
+        ValueError,
+        r"`periods\[2\]` must be a positive",
+    ),
+    (
+        dict(**H5, num_modules=5, periods=(1, -2, 4, 8, 16)),
+        ValueError,
+        r"`periods\[1\]` must be a positive",
+    ),
+    (
+        dict(**H5, num_modules=5, periods=(1, 2, 4.0, 8, 16)),
+        TypeError,
+        r"`periods\[2\]` must be a positive",
+    ),
+    (
+        dict(**H5, num_modules=5, periods=(1, 2)),
+        ValueError,
+        r"`periods` must have one entry per module \(5\)",
+    ),
+    (
+        dict(**H5, module_sizes=(2, 3), periods=(4, 1)),
+        ValueError,
+        r"`periods` must be non-decreasing",
+    ),
     (dict(**H5, num_modules=1, periods="1"), TypeError, r"`periods` must be a sequence"),
-    (dict(**H5, num_modules=1, nonlinearity="sigmoid"), ValueError, r"`nonlinearity` must be one of"),
-    (dict(**H5, num_modules=1, matmul_dtype=jnp.int8), TypeError, r"`matmul_dtype` must be a floating"),
-]  # fmt: skip
+    (
+        dict(**H5, num_modules=1, nonlinearity="sigmoid"),
+        ValueError,
+        r"`nonlinearity` must be one of",
+    ),
+    (
+        dict(**H5, num_modules=1, matmul_dtype=jnp.int8),
+        TypeError,
+        r"`matmul_dtype` must be a floating",
+    ),
+]
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), BAD_CONFIGS)

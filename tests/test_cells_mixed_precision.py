@@ -30,7 +30,10 @@ def bf16(a):
 
 def mixed_reference(kind, params, xs, lengths, **cell_kwargs):
     """Outputs ``(B, T, H)`` of a cell whose matmuls see bf16-rounded operands."""
-    p = {k: None if v is None else np.asarray(v, np.float64) for k, v in ref.numpy_params(params).items()}
+    p = {
+        k: None if v is None else np.asarray(v, np.float64)
+        for k, v in ref.numpy_params(params).items()
+    }
     p["w_ih"], p["w_hh"] = bf16(p["w_ih"]), bf16(p["w_hh"])
     outputs = np.zeros((B, T, H))
     for b in range(B):
@@ -64,10 +67,14 @@ def gru_step_mixed(p, h, x, variant):
 CASES = {
     "lstm": (lambda **kw: rnnjax.LSTM(I, H, **kw), {}),
     "elman": (lambda **kw: rnnjax.ElmanRNN(I, H, **kw), {}),
-    "gru_reset_after": (lambda **kw: rnnjax.GRU(I, H, variant="reset_after", **kw),
-                        dict(variant="reset_after")),  # fmt: skip
-    "gru_reset_before": (lambda **kw: rnnjax.GRU(I, H, variant="reset_before", **kw),
-                         dict(variant="reset_before")),  # fmt: skip
+    "gru_reset_after": (
+        lambda **kw: rnnjax.GRU(I, H, variant="reset_after", **kw),
+        dict(variant="reset_after"),
+    ),
+    "gru_reset_before": (
+        lambda **kw: rnnjax.GRU(I, H, variant="reset_before", **kw),
+        dict(variant="reset_before"),
+    ),
 }
 
 

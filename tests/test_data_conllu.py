@@ -14,26 +14,36 @@ def word(i, form, upos, head="0", deprel="root"):
     return row(str(i), form, form.lower(), upos, "_", "_", head, deprel, "_", "_")
 
 
-SAMPLE = "\n".join([
-    "# newdoc id = test",
-    "# sent_id = 1",
-    "# text = I can book it.",
-    word(1, "I", "PRON"), word(2, "can", "AUX"), word(3, "book", "VERB"),
-    word(4, "it", "PRON"), word(5, ".", "PUNCT"),
-    "",
-    "# sent_id = 2",
-    "# text = Vámonos al mar.",
-    row("1-2", "Vámonos", "_", "_", "_", "_", "_", "_", "_", "_"),   # multiword token
-    word(1, "Vamos", "VERB"), word(2, "nos", "PRON"),
-    row("3-4", "al", "_", "_", "_", "_", "_", "_", "_", "_"),
-    word(3, "a", "ADP"), word(4, "el", "DET"),
-    row("4.1", "ido", "ir", "VERB", "_", "_", "_", "_", "0:root", "_"),  # empty node
-    word(5, "mar", "NOUN"), word(6, ".", "PUNCT"),
-    "",
-    "",
-    "# sent_id = 3 (the file does not end with a blank line)",
-    word(1, "Read", "VERB"), word(2, "the", "DET"), word(3, "book", "NOUN"),
-])  # fmt: skip
+SAMPLE = "\n".join(
+    [
+        "# newdoc id = test",
+        "# sent_id = 1",
+        "# text = I can book it.",
+        word(1, "I", "PRON"),
+        word(2, "can", "AUX"),
+        word(3, "book", "VERB"),
+        word(4, "it", "PRON"),
+        word(5, ".", "PUNCT"),
+        "",
+        "# sent_id = 2",
+        "# text = Vámonos al mar.",
+        row("1-2", "Vámonos", "_", "_", "_", "_", "_", "_", "_", "_"),  # multiword token
+        word(1, "Vamos", "VERB"),
+        word(2, "nos", "PRON"),
+        row("3-4", "al", "_", "_", "_", "_", "_", "_", "_", "_"),
+        word(3, "a", "ADP"),
+        word(4, "el", "DET"),
+        row("4.1", "ido", "ir", "VERB", "_", "_", "_", "_", "0:root", "_"),  # empty node
+        word(5, "mar", "NOUN"),
+        word(6, ".", "PUNCT"),
+        "",
+        "",
+        "# sent_id = 3 (the file does not end with a blank line)",
+        word(1, "Read", "VERB"),
+        word(2, "the", "DET"),
+        word(3, "book", "NOUN"),
+    ]
+)
 
 
 def test_parses_words_and_tags_skipping_comments_ranges_and_empty_nodes():

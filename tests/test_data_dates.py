@@ -20,8 +20,15 @@ from rnnjax.data.dates import (
     two_digit_year,
 )
 
-ENGLISH_WEEKDAYS_FROM_SATURDAY = ("Saturday", "Sunday", "Monday", "Tuesday", "Wednesday",
-                                  "Thursday", "Friday")  # fmt: skip
+ENGLISH_WEEKDAYS_FROM_SATURDAY = (
+    "Saturday",
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+)
 
 
 def zeller_weekday(year: int, month: int, day: int) -> str:
@@ -52,8 +59,20 @@ STRPTIME = {
     "weekday_us": "%A, %B %d, %Y",
     "us_slashes_long": "%m/%d/%Y",
 }
-MONTH_ABBREVIATIONS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
-                       "Nov", "Dec")  # fmt: skip
+MONTH_ABBREVIATIONS = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
 
 
 def read_back(text: str, fmt: str) -> datetime.date:
@@ -67,8 +86,12 @@ def read_back(text: str, fmt: str) -> datetime.date:
     return datetime.datetime.strptime(plain, STRPTIME[fmt]).date()
 
 
-SAMPLE = [*all_dates(datetime.date(1998, 1, 1), datetime.date(1998, 12, 31)),
-          datetime.date(1950, 1, 1), datetime.date(2000, 2, 29), datetime.date(2049, 12, 31)]  # fmt: skip
+SAMPLE = [
+    *all_dates(datetime.date(1998, 1, 1), datetime.date(1998, 12, 31)),
+    datetime.date(1950, 1, 1),
+    datetime.date(2000, 2, 29),
+    datetime.date(2049, 12, 31),
+]
 
 
 def test_strptime_reads_english_names_here():
@@ -103,9 +126,25 @@ def test_weekday_names_agree_with_zellers_congruence_on_every_day_of_the_range()
 
 
 def test_ordinal_suffixes():
-    expected = {1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 10: "10th", 11: "11th", 12: "12th",
-                13: "13th", 20: "20th", 21: "21st", 22: "22nd", 23: "23rd", 24: "24th",
-                30: "30th", 31: "31st", 111: "111th", 101: "101st"}  # fmt: skip
+    expected = {
+        1: "1st",
+        2: "2nd",
+        3: "3rd",
+        4: "4th",
+        10: "10th",
+        11: "11th",
+        12: "12th",
+        13: "13th",
+        20: "20th",
+        21: "21st",
+        22: "22nd",
+        23: "23rd",
+        24: "24th",
+        30: "30th",
+        31: "31st",
+        111: "111th",
+        101: "101st",
+    }
     assert {n: ordinal(n) for n in expected} == expected
 
 

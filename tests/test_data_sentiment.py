@@ -84,9 +84,16 @@ def test_order_sensitive_is_exactly_a_bag_shared_with_the_other_label_brute_forc
 def test_parse_round_trips_and_rejects_sentences_outside_the_grammar():
     for s in GRAMMAR.sample(np.random.default_rng(1), 500):
         assert GRAMMAR.parse(s).tokens == s
-    for bad in ["happy they are", "they are", "they are not", "they are happy but",
-                "they are happy but tired but sad", "they are very not happy",
-                "they are glad sad", "they are hungry"]:  # fmt: skip
+    for bad in [
+        "happy they are",
+        "they are",
+        "they are not",
+        "they are happy but",
+        "they are happy but tired but sad",
+        "they are very not happy",
+        "they are glad sad",
+        "they are hungry",
+    ]:
         with pytest.raises(ValueError, match="grammar|connective|subject"):
             GRAMMAR.parse(bad.split())
 

@@ -124,9 +124,13 @@ def test_adding_baseline_is_the_variance_of_a_sum_of_two_uniforms_one_sixth():
         (lambda: pad_bits([[0, 1]], [1], pad_value=0), ValueError, "`pad_value` must differ"),
         (lambda: flip_if_same_as_previous_output([0, 1], 2), ValueError, "`first_output`"),
         (lambda: cue_recall(np.random.default_rng(0), 2, 0), ValueError, "`distance`"),
-        (lambda: adding_problem(np.random.default_rng(0), 2, 1), ValueError, "`length` must be at least 2"),
+        (
+            lambda: adding_problem(np.random.default_rng(0), 2, 1),
+            ValueError,
+            "`length` must be at least 2",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_arguments_raise_naming_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call()

@@ -43,9 +43,11 @@ def f64_params(cell, seed=0):
     G, n, i = cell.num_gates, cell.hidden_size, cell.input_size
     normal = lambda scale, shape: jnp.asarray(rng.normal(0.0, scale, shape))
     return cell.params_type(
-        w_ih=normal(0.8, (G * n, i)), w_hh=normal(0.5, (G * n, n)),
-        b_ih=normal(0.3, (G * n,)), b_hh=normal(0.3, (G * n,)),
-    )  # fmt: skip
+        w_ih=normal(0.8, (G * n, i)),
+        w_hh=normal(0.5, (G * n, n)),
+        b_ih=normal(0.3, (G * n,)),
+        b_hh=normal(0.3, (G * n,)),
+    )
 
 
 def jitted(fn, cell, params, xs, loss_fn, *args, **kwargs):
@@ -156,9 +158,14 @@ def test_time_major_gives_the_transpose_of_batch_major():
     carry = rnnjax.GRUCarry(h=h0)
     batch_major = jitted(gradients_through_time, cell, params, xs, loss_fn, carry)
     time_major = jitted(
-        gradients_through_time, cell, params, jnp.swapaxes(xs, 0, 1),
-        lambda o, c: loss_fn(jnp.swapaxes(o, 0, 1), c), carry, time_major=True,
-    )  # fmt: skip
+        gradients_through_time,
+        cell,
+        params,
+        jnp.swapaxes(xs, 0, 1),
+        lambda o, c: loss_fn(jnp.swapaxes(o, 0, 1), c),
+        carry,
+        time_major=True,
+    )
     np.testing.assert_allclose(time_major, jnp.swapaxes(batch_major, 0, 1), **F64)
 
 
@@ -202,8 +209,10 @@ def test_gated_cells_have_no_single_spectral_radius():
         scale_spectral_radius(params, 0.9)
 
 
-@pytest.mark.parametrize("rho, error", [(0.0, ValueError), (-1.0, ValueError),
-                                        (float("nan"), ValueError), ("1", TypeError)])  # fmt: skip
+@pytest.mark.parametrize(
+    "rho, error",
+    [(0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("1", TypeError)],
+)
 def test_a_bad_rho_is_refused_naming_it(rho, error):
     params = f64_params(rnnjax.ElmanRNN(I, H))
     with pytest.raises(error, match="`rho`"):

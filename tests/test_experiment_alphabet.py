@@ -1,6 +1,8 @@
 """``experiments.alphabet`` runs end to end and its lesson holds: the forward model
 recites A..Z and continues it from any letter, is wrong on Z..A, and a model trained
-on Z..A recites it. Its training stretches are checked letter by letter."""
+on Z..A recites it. Both models are kept in the run directory, and a second run into
+the same directory replaces the first. Its training stretches are checked letter by
+letter."""
 
 from __future__ import annotations
 
@@ -11,23 +13,52 @@ import numpy as np
 import pytest
 
 from experiments import alphabet
+from rnnjax.train import latest_checkpoint, list_checkpoints, read_metrics, restore_checkpoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
 KEYS = {
-    "forward_accuracy", "forward_model_reversed_accuracy", "reverse_model_reversed_accuracy",
-    "reverse_model_forward_accuracy", "chance_accuracy", "forward_model_reversed_predictions",
-    "forward_continuation", "forward_continuation_expected", "reverse_continuation",
-    "reverse_continuation_expected", "forward_model_continues_ZYX", "forward_final_loss",
-    "reverse_final_loss", "reverse_model_continues_ABC", "seconds",
-}  # fmt: skip
+    "forward_accuracy",
+    "forward_model_reversed_accuracy",
+    "reverse_model_reversed_accuracy",
+    "reverse_model_forward_accuracy",
+    "chance_accuracy",
+    "forward_model_reversed_predictions",
+    "forward_continuation",
+    "forward_continuation_expected",
+    "reverse_continuation",
+    "reverse_continuation_expected",
+    "forward_model_continues_ZYX",
+    "forward_final_loss",
+    "reverse_final_loss",
+    "reverse_model_continues_ABC",
+    "seconds",
+}
+# A short run (a tanh RNN, which compiles faster than the LSTM; fewer steps, a higher
+# learning rate).
+ARGV = [
+    "--steps",
+    "120",
+    "--learning-rate",
+    "0.03",
+    "--hidden-size",
+    "16",
+    "--cell",
+    "rnn",
+    "--no-progress",
+]
+CONFIG = alphabet.Config(steps=120, learning_rate=0.03, hidden_size=16, cell="rnn", progress=False)
 
 
-def test_a_trained_run_learns_forwards_and_fails_backwards(tmp_path):
-    """A short run (a tanh RNN, which compiles faster than the LSTM; fewer steps, a
-    higher learning rate)."""
-    argv = ["--steps", "120", "--learning-rate", "0.03", "--hidden-size", "16", "--cell", "rnn",
-            "--no-progress"]  # fmt: skip
-    metrics = alphabet.main([*argv, "--out", str(tmp_path)])
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """The short run, twice into the same directory: ``(run_dir, first metrics, second metrics)``."""
+    out = tmp_path_factory.mktemp("alphabet")
+    first = alphabet.main([*ARGV, "--out", str(out)])
+    return out, first, alphabet.main([*ARGV, "--out", str(out)])
+
+
+def test_a_trained_run_learns_forwards_and_fails_backwards(trained_run):
+    tmp_path, _, metrics = trained_run
     assert KEYS <= set(metrics)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 120
@@ -40,6 +71,38 @@ def test_a_trained_run_learns_forwards_and_fails_backwards(tmp_path):
     assert metrics["forward_continuation"] == metrics["forward_continuation_expected"]
     assert metrics["reverse_continuation"] == "TSRQPONMLKJIHGFEDCBA"
     assert metrics["chance_accuracy"] == pytest.approx(1 / 26)
+    final = read_metrics(tmp_path / "train_forward", split="train")[-1]
+    assert metrics["forward_final_loss"] == final["loss"] and final["step"] == 119
+
+
+def test_both_models_are_kept_with_their_configs(trained_run):
+    """Each final checkpoint restores into the experiment's initial state, and the
+    restored models read A..Z and Z..A as the run reported."""
+    tmp_path, _, metrics = trained_run
+    model = alphabet.make_model(CONFIG)
+    for name, reverse in (("forward", False), ("reverse", True)):
+        run = tmp_path / f"train_{name}"
+        template = alphabet.initial_state(CONFIG, model)
+        restored = restore_checkpoint(latest_checkpoint(run / "checkpoints"), template)
+        assert restored.step == 120 and int(restored.state.step) == 120
+        assert restored.config == json.loads((run / "config.json").read_text())
+        assert restored.config["reverse"] is reverse and restored.config["cell"] == "rnn"
+        sequence = alphabet.alphabet(reverse)
+        probs = alphabet.next_letter_probs(model, restored.state.params, sequence)
+        key = "forward_accuracy" if name == "forward" else "reverse_model_reversed_accuracy"
+        assert alphabet.accuracy(probs, sequence) == metrics[key] == 1.0
+
+
+def test_a_second_run_into_the_same_directory_replaces_the_first(trained_run):
+    """Neither an error nor a log that grows: the same lines, one final checkpoint,
+    the same results (everything is seeded)."""
+    tmp_path, first, second = trained_run
+    without_time = lambda m: {k: v for k, v in m.items() if k != "seconds"}
+    assert without_time(second) == without_time(first)
+    for name in ("forward", "reverse"):
+        run = tmp_path / f"train_{name}"
+        assert [r["step"] for r in read_metrics(run, split="train")] == list(range(120))
+        assert [step for step, _ in list_checkpoints(run / "checkpoints")] == [120]
 
 
 def test_stretches_are_consecutive_letters_and_their_successors_padded_with_zeros():

@@ -1,7 +1,8 @@
 """``experiments.clockwork`` runs end to end on a tiny config; its targets are checked
 against their definitions written out step by step, its parameter counts against
 counts made unit by unit, and its seeds-side-by-side training against training each
-seed alone."""
+seed alone. Each model's trained parameters are kept in the run directory, and a
+second run into the same directory replaces the first."""
 
 from __future__ import annotations
 
@@ -15,17 +16,48 @@ import optax
 import pytest
 
 from experiments import clockwork
-from rnnjax.train import read_metrics
+from rnnjax.train import latest_checkpoint, list_checkpoints, read_metrics, restore_checkpoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = [  # (the LSTM is left out to save its compilation; its model is checked below)
-    "--seeds", "2", "--steps", "4", "--rnn-hidden", "3", "--models", "rnn", "cw",
-    "--cw-module-sizes", "2", "1", "--cw-periods", "1", "4", "--no-progress",
-]  # fmt: skip
+    "--seeds",
+    "2",
+    "--steps",
+    "4",
+    "--rnn-hidden",
+    "3",
+    "--models",
+    "rnn",
+    "cw",
+    "--cw-module-sizes",
+    "2",
+    "1",
+    "--cw-periods",
+    "1",
+    "4",
+    "--no-progress",
+]
+TINY_CONFIG = clockwork.Config(
+    seeds=2,
+    steps=4,
+    rnn_hidden=3,
+    models=("rnn", "cw"),
+    cw_module_sizes=(2, 1),
+    cw_periods=(1, 4),
+    progress=False,
+)
 
 
-def test_a_tiny_run_writes_config_metrics_and_figures(tmp_path):
-    metrics = clockwork.main([*TINY, "--out", str(tmp_path)])
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny run, twice into the same directory: ``(run_dir, first metrics, second metrics)``."""
+    out = tmp_path_factory.mktemp("clockwork")
+    first = clockwork.main([*TINY, "--out", str(out)])
+    return out, first, clockwork.main([*TINY, "--out", str(out)])
+
+
+def test_a_tiny_run_writes_config_metrics_and_figures(tiny_run):
+    tmp_path, _, metrics = tiny_run
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["seeds"] == 2 and config["cw_periods"] == [1, 4]
@@ -51,14 +83,50 @@ def test_a_tiny_run_writes_config_metrics_and_figures(tmp_path):
     assert metrics["cw_num_params"] == 3 + 7 + 6 + 4
 
 
+def test_each_model_keeps_its_trained_parameters_with_the_config(tiny_run):
+    """Each final checkpoint restores into the experiment's initial state (every seed
+    and target stacked), and the restored models score the reported NMSEs."""
+    tmp_path, _, metrics = tiny_run
+    for model in ("rnn", "cw"):
+        run = tmp_path / f"train_{model}"
+        template = clockwork.initial_state(TINY_CONFIG, model, len(clockwork.TARGETS))
+        restored = restore_checkpoint(latest_checkpoint(run / "checkpoints"), template)
+        assert restored.step == 4 and int(restored.state.step) == 4
+        assert restored.config == json.loads((run / "config.json").read_text())
+        top = json.loads((tmp_path / "config.json").read_text())
+        assert restored.config == {**top, "model": model}
+        ys = clockwork.generate_all(
+            clockwork.make_model(model, TINY_CONFIG),
+            len(clockwork.TARGETS),
+            restored.state.params,
+        )
+        for target, y in zip(clockwork.TARGETS, np.asarray(ys, np.float64), strict=True):
+            scores = clockwork.nmse(y, clockwork.target(target))
+            np.testing.assert_allclose(scores, metrics[f"{target}_{model}_nmse"], rtol=1e-6)
+
+
+def test_a_second_run_into_the_same_directory_replaces_the_first(tiny_run):
+    """Neither an error nor a log that grows: the same lines, one final checkpoint,
+    the same results (everything is seeded)."""
+    tmp_path, first, second = tiny_run
+    without_time = lambda m: {k: v for k, v in m.items() if not k.endswith("seconds")}
+    assert without_time(second) == without_time(first)
+    for model in ("rnn", "cw"):
+        run = tmp_path / f"train_{model}"
+        assert [r["step"] for r in read_metrics(run, split="train")] == [0]
+        assert [step for step, _ in list_checkpoints(run / "checkpoints")] == [4]
+
+
 def test_the_paper_target_is_the_formula_at_t_equal_0_01_i_mapped_onto_minus_1_1():
     values = []
     for i in range(320):
         t = 0.01 * i
         values.append(
-            0.5 * math.sin(2 * t) - 0.05 * math.cos(17 * t + 0.8) + 0.05 * math.sin(25 * t + 10)
+            0.5 * math.sin(2 * t)
+            - 0.05 * math.cos(17 * t + 0.8)
+            + 0.05 * math.sin(25 * t + 10)
             - 0.02 * math.cos(45 * t + 0.3)
-        )  # fmt: skip
+        )
     low, high = min(values), max(values)
     expected = [2 * (v - low) / (high - low) - 1 for v in values]
     got = clockwork.target("paper")
@@ -79,7 +147,7 @@ def test_the_sines_target_is_the_sum_of_its_components_mapped_onto_minus_1_1():
 
 def test_the_default_models_have_about_a_thousand_parameters_counted_unit_by_unit():
     config = clockwork.Config()
-    counts = {m: clockwork.make_generator(m, config).num_params() for m in clockwork.MODELS}
+    counts = {m: clockwork.make_model(m, config).num_params() for m in clockwork.MODELS}
     H = 31
     assert counts["rnn"] == H + H * H + 2 * H + H + 1 == 1086
     H = 15

@@ -6,18 +6,26 @@ import io
 import json
 import math
 
+import jax
 import numpy as np
+import optax
 import pytest
 
 from experiments import hello_char
+from rnnjax.language_model import token_language_model
+from rnnjax.train import init_train_state, list_checkpoints, restore_checkpoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """The DEFAULT config (tanh RNN, H = 3, 300 steps): ``(metrics, printed, run dir)``."""
+    """The DEFAULT config (tanh RNN, H = 3, 300 steps): ``(metrics, printed, run dir)``,
+    run in a directory that holds a previous run (which it replaces)."""
     out = tmp_path_factory.mktemp("hello")
+    (out / "metrics.jsonl").write_text('{"split": "train", "step": 999, "loss": 9.0}\n')
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "checkpoint_000000999.json").write_text("{}")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         metrics = hello_char.main(["--out", str(out), "--no-progress"])
@@ -67,12 +75,37 @@ def test_run_directory_holds_config_metrics_and_figures(run):
     assert json.loads((out / "metrics.json").read_text()) == metrics
     for name in ("hello.png", "metrics.png"):
         assert (out / name).read_bytes()[:8] == PNG
-    assert (out / "metrics.jsonl").exists()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(300))  # the previous run's log is gone
+
+
+def test_the_final_checkpoint_restores_the_trained_model_with_its_config(run):
+    metrics, _, out = run
+    assert [step for step, _ in list_checkpoints(out / "checkpoints")] == [300]
+    model = token_language_model("rnn", 4, 3)
+    template = init_train_state(model.init(jax.random.key(0)), optax.adam(0.05), jax.random.key(1))
+    restored = restore_checkpoint(metrics["checkpoint"], template)
+    assert restored.step == 300
+    assert restored.config == json.loads((out / "config.json").read_text())
+    inputs, _ = hello_char.training_pair("hello", "helo")
+    after = hello_char.distributions(model, restored.state.params, inputs)
+    np.testing.assert_allclose(after, metrics["probs_after"], rtol=1e-6)
 
 
 def test_an_lstm_learns_another_word_with_its_own_vocabulary(tmp_path):
-    argv = ["--cell", "lstm", "--word", "abca", "--hidden-size", "4", "--steps", "150",
-            "--out", str(tmp_path), "--no-progress"]  # fmt: skip
+    argv = [
+        "--cell",
+        "lstm",
+        "--word",
+        "abca",
+        "--hidden-size",
+        "4",
+        "--steps",
+        "150",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         metrics = hello_char.main(argv)
     assert metrics["vocab"] == ["a", "b", "c"] and metrics["accuracy"] == 1.0

@@ -21,10 +21,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 TEXT = "The cat sat on the mat. The dog sat on the log. A cat and a dog ran. " * 30
 TINY = [
-    "--vocab-size", "8", "--embed-size", "8", "--hidden-size", "16", "--batch-size", "4",
-    "--seq-len", "8", "--steps", "60", "--eval-every", "30", "--eval-streams", "4",
-    "--learning-rate", "0.02", "--no-progress",
-]  # fmt: skip
+    "--vocab-size",
+    "8",
+    "--embed-size",
+    "8",
+    "--hidden-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "8",
+    "--steps",
+    "60",
+    "--eval-every",
+    "30",
+    "--eval-streams",
+    "4",
+    "--learning-rate",
+    "0.02",
+    "--no-progress",
+]
 PROMPTS = ["the cat", "the zebra sat on the", "?!"]
 
 
@@ -37,8 +53,9 @@ def trained(tmp_path_factory):
     out = folder / "run"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        metrics = next_word.main([*TINY, "--data", str(corpus), "--prompt", *PROMPTS,
-                                  "--out", str(out)])  # fmt: skip
+        metrics = next_word.main(
+            [*TINY, "--data", str(corpus), "--prompt", *PROMPTS, "--out", str(out)]
+        )
     return metrics, printed.getvalue(), out
 
 
@@ -73,7 +90,7 @@ def test_suggestions_are_top_k_words_without_unk_in_descending_probability(train
     assert "'the cat' -> 'sat'" in printed
 
 
-def test_run_directory_holds_config_metrics_figures_and_a_checkpoint(trained):
+def test_run_directory_holds_config_metrics_figures_and_the_final_checkpoint(trained):
     metrics, _, out = trained
     config = json.loads((out / "config.json").read_text())
     assert config["vocab_size"] == 8 and config["load"] is None
@@ -81,23 +98,55 @@ def test_run_directory_holds_config_metrics_figures_and_a_checkpoint(trained):
     for name in ("perplexity.png", "metrics.png"):
         assert (out / name).read_bytes()[:8] == PNG
     assert metrics["checkpoint"].endswith("checkpoint_000000060.json")
+    saved = json.loads((out / "checkpoints" / "checkpoint_000000060.json").read_text())
+    assert saved["config"] == config  # restorable with its config: the --load tests restore it
 
 
 def test_load_restores_the_trained_model_and_writes_beside_it_not_over_it(trained):
+    """No training: the run's files (its log included) are untouched, and the
+    suggestions are the trained run's."""
     metrics, _, out = trained
-    before = (out / "config.json").read_text()
+    before = {p: p.read_bytes() for p in out.iterdir() if p.is_file()}
     with contextlib.redirect_stdout(io.StringIO()):
         loaded = next_word.main(["--load", str(out), "--prompt", *PROMPTS[:2], "--no-progress"])
     assert loaded["loaded_step"] == 60 and loaded["vocab_size"] == 9
     assert loaded["top_words"] == metrics["top_words"]
     np.testing.assert_allclose(loaded["top_probs"], metrics["top_probs"], rtol=1e-6)
-    assert (out / "config.json").read_text() == before
-    assert json.loads((out / "query" / "metrics.json").read_text()) == loaded
+    assert {p: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    query = out / "query"
+    assert sorted(p.name for p in query.iterdir()) == ["config.json", "metrics.json"]
+    assert json.loads((query / "metrics.json").read_text()) == loaded
+    assert json.loads((query / "config.json").read_text())["load"] == str(out)
+
+
+def test_with_data_the_default_phrases_are_cut_from_the_held_out_words(trained, tmp_path):
+    _, _, out = trained
+    with contextlib.redirect_stdout(io.StringIO()):
+        loaded = next_word.main(["--load", str(out), "--out", str(tmp_path / "q")])
+    words = tokenize(TEXT)
+    held_out = " ".join(words[len(words) - round(len(words) * 0.1) :])
+    vocab = json.loads((out / "vocab.json").read_text())
+    assert len(loaded["prompts"]) == 3 and not set(loaded["prompts"]) & set(
+        next_word.BUILT_IN_PROMPTS
+    )
+    for phrase in loaded["prompts"]:
+        assert phrase in held_out and len(phrase.split()) == next_word.PROMPT_WORDS
+        assert set(phrase.split()) <= set(vocab)  # no <unk> in them
+
+
+def test_the_built_in_corpus_keeps_its_own_phrases():
+    vocab = next_word.WordVocab(("<unk>", "the"), unk="<unk>")
+    config = next_word.Config()
+    assert next_word.default_prompts(config, None, 0.1, vocab) == next_word.BUILT_IN_PROMPTS
+    assert next_word.default_prompts(config, "/gone/text.txt", 0.1, vocab) == ()
+    given = next_word.Config(prompt=("a b",))
+    assert next_word.default_prompts(given, None, 0.1, vocab) == ("a b",)
 
 
 def test_ask_answers_each_phrase_until_an_empty_line(trained, capsys):
     _, _, out = trained
-    _, vocab, model, params, _ = next_word.load_run(out)
+    loaded = next_word.load_run(out)
+    vocab, model, params = loaded.vocab, loaded.model, loaded.params
     answered = next_word.ask(model, params, vocab, 2, io.StringIO("the cat\n...\na dog\n\nthe\n"))
     printed = capsys.readouterr().out
     assert answered == 2
@@ -112,11 +161,25 @@ def test_ask_answers_each_phrase_until_an_empty_line(trained, capsys):
 def test_interactive_mode_reads_phrases_from_a_real_stdin_until_end_of_input(trained):
     _, _, out = trained
     result = subprocess.run(
-        [sys.executable, "-m", "experiments.next_word", "--load", str(out), "--interactive",
-         "--prompt", "the", "--out", str(out.parent / "asked")],
-        input="the dog\nthe cat sat\n", capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "experiments.next_word",
+            "--load",
+            str(out),
+            "--interactive",
+            "--prompt",
+            "the",
+            "--out",
+            str(out.parent / "asked"),
+        ],
+        input="the dog\nthe cat sat\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(next_word.QUESTION) == 3  # two phrases, then end of input
     assert "'the dog' -> " in result.stdout and "'the cat sat' -> " in result.stdout
@@ -148,11 +211,24 @@ def test_interactive_mode_answers_a_user_typing_at_a_terminal(trained):
     _, _, out = trained
     main_fd, child_fd = os.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "experiments.next_word", "--load", str(out), "--interactive",
-         "--prompt", "the", "--out", str(out.parent / "terminal")],
-        stdin=child_fd, stdout=child_fd, stderr=subprocess.PIPE, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "experiments.next_word",
+            "--load",
+            str(out),
+            "--interactive",
+            "--prompt",
+            "the",
+            "--out",
+            str(out.parent / "terminal"),
+        ],
+        stdin=child_fd,
+        stdout=child_fd,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
         env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )  # fmt: skip
+    )
     os.close(child_fd)
     seen = bytearray()
     try:
@@ -198,11 +274,14 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path):
 
     uninterrupted = run(out="a")
     run(out="b")
-    (tmp_path / "b" / "checkpoints" / "checkpoint_000000060.json").unlink()  # "crashed" after step 30
+    # "crashed" after step 30:
+    (tmp_path / "b" / "checkpoints" / "checkpoint_000000060.json").unlink()
     resumed = run("--resume", out="b")
     assert train_rows("b") == train_rows("a") and len(train_rows("a")) == 60
     assert resumed["val_perplexity"] == uninterrupted["val_perplexity"]
     assert resumed["top_words"] == uninterrupted["top_words"]
+    vocab = next_word.load_run(tmp_path / "a").vocab  # no --prompt: phrases cut from the text
+    assert resumed["prompts"] == list(next_word.held_out_prompts(tokenize(TEXT), 0.1, vocab))
 
 
 def test_resume_with_load_is_a_usage_error(trained, capsys):

@@ -1,21 +1,47 @@
-"""experiments/translation.py: a tiny run writes its files; the examples encode
-each date's text and its ISO form exactly; held-out dates are never trained on."""
+"""experiments/translation.py: a tiny run writes its files (replacing a previous run's) and
+keeps its trained model; the examples encode each date's text and its ISO form exactly;
+held-out dates are never trained on."""
 
 import datetime
 import json
 
+import jax
 import numpy as np
+import optax
 
 from experiments import translation
 from rnnjax.data.dates import FORMAT_NAMES
+from rnnjax.train import init_train_state, list_checkpoints, restore_checkpoint
 
-TINY = ["--train-size", "200", "--test-dates", "20", "--test-size", "20", "--steps", "6",
-        "--eval-every", "3", "--embed-size", "8", "--hidden-size", "8", "--batch-size", "8",
-        "--beam-width", "2", "--show", "3"]  # fmt: skip
+TINY = [
+    "--train-size",
+    "200",
+    "--test-dates",
+    "20",
+    "--test-size",
+    "20",
+    "--steps",
+    "6",
+    "--eval-every",
+    "3",
+    "--embed-size",
+    "8",
+    "--hidden-size",
+    "8",
+    "--batch-size",
+    "8",
+    "--beam-width",
+    "2",
+    "--show",
+    "3",
+]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_tiny_run_writes_config_metrics_examples_and_figures(tmp_path, capsys):
+def test_a_tiny_run_writes_config_metrics_examples_figures_and_its_model(tmp_path, capsys):
+    (tmp_path / "train" / "checkpoints").mkdir(parents=True)  # a previous run, replaced
+    (tmp_path / "train" / "checkpoints" / "checkpoint_000000999.json").write_text("{}")
+    (tmp_path / "train" / "metrics.jsonl").write_text('{"split": "train", "step": 999}\n')
     metrics = translation.main([*TINY, "--out", str(tmp_path), "--no-progress"])
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     config = json.loads((tmp_path / "config.json").read_text())
@@ -30,6 +56,15 @@ def test_a_tiny_run_writes_config_metrics_examples_and_figures(tmp_path, capsys)
         assert (tmp_path / png).read_bytes()[:8] == PNG, png
     assert len((tmp_path / "examples.txt").read_text().splitlines()) == 4  # header + 3
     assert "held-out exact match" in capsys.readouterr().out
+
+    rows = [json.loads(line) for line in (tmp_path / "train" / "metrics.jsonl").open()]
+    assert [r["step"] for r in rows if r["split"] == "eval"] == [3, 6]
+    assert [step for step, _ in list_checkpoints(tmp_path / "train" / "checkpoints")] == [6]
+    model = translation.build_model(translation.Config(embed_size=8, hidden_size=8))
+    key = jax.random.key(0)
+    template = init_train_state(model.init(key), optax.adam(optax.constant_schedule(1.0)), key)
+    restored = restore_checkpoint(metrics["checkpoint"], template)
+    assert restored.step == 6 and restored.config == config  # the trained params, with the config
 
 
 def test_examples_encode_the_text_and_the_iso_date_with_start_and_end_tokens():

@@ -1,6 +1,6 @@
 """Every experiment's command line: ``--help`` exits cleanly and lists an option for
 every field of its config dataclass, and a bad option is a usage error (exit status
-2) whose message names it."""
+2) whose message names it, before anything is written."""
 
 import dataclasses
 import importlib
@@ -8,9 +8,19 @@ import importlib
 import pytest
 
 EXPERIMENTS = [
-    "adding", "alphabet", "bit_reverse", "char_lm", "clockwork", "hello_char", "long_range",
-    "next_word", "pos_tagging", "sentiment", "translation", "vanishing_gradients",
-]  # fmt: skip
+    "adding",
+    "alphabet",
+    "bit_reverse",
+    "char_lm",
+    "clockwork",
+    "hello_char",
+    "long_range",
+    "next_word",
+    "pos_tagging",
+    "sentiment",
+    "translation",
+    "vanishing_gradients",
+]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -31,6 +41,17 @@ BAD_OPTIONS = {
         (["--lengths", "1"], "`lengths`"),
         (["--learning-rate", "0"], "`learning-rate`"),
         (["--eval-every", "0"], "`eval-every`"),
+    ],
+    "char_lm": [
+        (["--cell", "lstmm"], "`cell`"),
+        (["--batching", "random"], "`batching`"),
+        (["--steps", "0"], "`steps`"),
+        (["--temperatures", "0"], "`temperatures`"),
+        (["--val-fraction", "1"], "`val-fraction`"),
+        (["--hidden-size", "big"], "--hidden-size"),
+        (["--load", "/nonexistent/run"], "`load`"),
+        (["--load", "/nonexistent/run", "--resume"], "`resume`"),
+        (["--resume", "--no-checkpoint"], "`resume`"),
     ],
     "alphabet": [
         (["--start", "Z"], "start"),
@@ -61,13 +82,14 @@ BAD_OPTIONS = {
         (["--cells", "transformer"], "`cells`"),
         (["--distances", "0"], "`distances`"),
         (["--num-cues", "1"], "`num-cues`"),
-        (["--impl", "cudnn"], "`impl`"),
+        (["--impl", "fast"], "`impl`"),
     ],
     "next_word": [
         (["--vocab-size", "0"], "`vocab-size`"),
         (["--cell", "cnn"], "`cell`"),
         (["--load", "/nonexistent/run"], "`load`"),
         (["--top-k", "x"], "--top-k"),
+        (["--load", "/nonexistent/run", "--resume"], "`resume`"),
     ],
     "pos_tagging": [
         (["--steps", "0"], "steps"),
@@ -101,6 +123,7 @@ BAD_OPTIONS = {
         (["--steps", "many"], "--steps"),
         (["--temperatures", "-1"], "`temperatures`"),
         (["--val-fraction", "1"], "`val-fraction`"),
+        (["--load", "/nonexistent/run"], "`load`"),
     ],
 }
 
@@ -115,3 +138,4 @@ def test_a_bad_option_is_a_usage_error_naming_it(name, argv, named, tmp_path, ca
         module.main([*argv, "--out", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert named in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

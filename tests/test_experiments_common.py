@@ -1,5 +1,5 @@
-"""``experiments.common``: a config dataclass becomes a command line, a run directory
-gets ``config.json`` and a flat ``metrics.json``."""
+"""``experiments.common``: a config dataclass becomes a command line (that writes no file),
+a run directory gets a flat ``metrics.json`` and, when asked, ``config.json``."""
 
 import dataclasses
 import json
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments.common import finish, option, parse_config, positive, positive_number, start_fresh
+from experiments.common import finish, option, parse_config, positive, positive_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,17 +24,22 @@ class Config:
 
 
 def parse(argv, tmp_path):
-    return parse_config(Config, [*argv, "--out", str(tmp_path / "run")], prog="t",
-                        description="d", default_out="unused")  # fmt: skip
+    return parse_config(
+        Config,
+        [*argv, "--out", str(tmp_path / "run")],
+        prog="t",
+        description="d",
+        default_out="unused",
+    )
 
 
-def test_every_field_is_an_option_of_its_type_and_config_json_is_written(tmp_path):
+def test_every_field_is_an_option_of_its_type_and_the_run_directory_is_made_empty(tmp_path):
     config, run = parse(
         ["--seed", "3", "--rate", "0.5", "--cells", "gru", "lstm", "--data", "f.txt", "--no-clip"],
         tmp_path,
     )
     assert config == Config(seed=3, rate=0.5, cells=("gru", "lstm"), data="f.txt", clip=False)
-    assert json.loads((run / "config.json").read_text())["cells"] == ["gru", "lstm"]
+    assert run == tmp_path / "run" and run.is_dir() and not any(run.iterdir())
 
 
 def test_defaults_hold_without_options(tmp_path):
@@ -51,8 +56,16 @@ def test_metrics_json_is_flat_plain_json(tmp_path):
     metrics = finish(tmp_path, {"accuracy": np.float32(0.5), "curve": np.arange(3), "name": "x"})
     assert metrics == {"accuracy": 0.5, "curve": [0, 1, 2], "name": "x"}
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert not (tmp_path / "config.json").exists()  # fit writes it where it ran
     with pytest.raises(ValueError, match="metrics.json is flat"):
         finish(tmp_path, {"per_cell": {"rnn": 1.0}})
+
+
+def test_finish_writes_config_json_when_given_the_config(tmp_path):
+    config = Config(seed=3, cells=("gru",))
+    finish(tmp_path / "run", {"accuracy": 1.0}, config=config)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved == {**dataclasses.asdict(config), "cells": ["gru"]}
 
 
 def test_an_alias_sets_the_same_option(tmp_path):
@@ -61,8 +74,13 @@ def test_an_alias_sets_the_same_option(tmp_path):
         lengths: tuple[int, ...] = option((50, 100), "sequence lengths", aliases=("--T",))
 
     def run(argv, name):
-        return parse_config(WithAlias, [*argv, "--out", str(tmp_path / name)], prog="t",
-                            description="d", default_out="unused")[0]  # fmt: skip
+        return parse_config(
+            WithAlias,
+            [*argv, "--out", str(tmp_path / name)],
+            prog="t",
+            description="d",
+            default_out="unused",
+        )[0]
 
     assert run(["--T", "300"], "a").lengths == (300,)
     assert run(["--lengths", "50", "200"], "b").lengths == (50, 200)
@@ -72,17 +90,6 @@ def test_an_alias_sets_the_same_option(tmp_path):
 def test_an_alias_must_be_a_long_flag():
     with pytest.raises(ValueError, match="aliases"):
         option(1, "x", aliases=("-T",))
-
-
-def test_start_fresh_removes_only_the_previous_training_log_and_checkpoints(tmp_path):
-    for name in ("metrics.jsonl", "metrics.png", "config.json", "samples.txt"):
-        (tmp_path / name).write_text("old")
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "checkpoint_000000010.json").write_text("{}")
-    start_fresh(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "samples.txt"]
-    start_fresh(tmp_path)  # nothing to remove: fine
-    start_fresh(str(tmp_path / "missing"))  # no directory (a str path): nothing to do
 
 
 @pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan")])

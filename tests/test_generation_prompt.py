@@ -18,8 +18,8 @@ import pytest
 from test_seq2seq import Stack, _count_scans, _leaves, _np_layer, _random_params
 
 import rnnjax
-from rnnjax.generation import generate, generate_from_prompt, generate_from_vector
 from rnnjax import TokenModel
+from rnnjax.generation import generate, generate_from_prompt, generate_from_vector
 
 F64 = jnp.float64
 V = 5
@@ -31,15 +31,20 @@ def _models():
     return {
         # embeddings -> LSTM -> readout, conditioned on a 3-vector
         "lstm": TokenModel(
-            lstm(4, 6), rnnjax.Readout(6, V, param_dtype=F64), embed_size=4, cond_size=3,
+            lstm(4, 6),
+            rnnjax.Readout(6, V, param_dtype=F64),
+            embed_size=4,
+            cond_size=3,
             param_dtype=F64,
         ),
         # one-hot -> a stack of two cells -> readout
         "stack": TokenModel(
-            Stack(lstm(V, 5), gru(5, 4)), rnnjax.Readout(4, V, param_dtype=F64), cond_size=2,
+            Stack(lstm(V, 5), gru(5, 4)),
+            rnnjax.Readout(4, V, param_dtype=F64),
+            cond_size=2,
             param_dtype=F64,
         ),
-    }  # fmt: skip
+    }
 
 
 @functools.cache
@@ -120,9 +125,14 @@ def test_sampling_from_prompts_equals_generate_after_numpy_reads_each_prompt():
     h, c = (jnp.asarray(np.stack(field)) for field in zip(*carries, strict=True))
     last = PROMPT[np.arange(3), PROMPT_LENGTHS - 1]
     expected = generate(
-        lambda carry, t: model.step(params, carry, t), rnnjax.LSTMCarry(h, c), last, key, 8,
-        temperature=0.7, top_k=3,
-    )  # fmt: skip
+        lambda carry, t: model.step(params, carry, t),
+        rnnjax.LSTMCarry(h, c),
+        last,
+        key,
+        8,
+        temperature=0.7,
+        top_k=3,
+    )
     np.testing.assert_array_equal(out.tokens, expected.tokens)
 
 
@@ -191,7 +201,11 @@ def test_prompt_generation_under_jit_compiles_once_for_new_prompts_and_lengths()
         ({"num_steps": 0}, ValueError, "`num_steps`"),
         ({"prompt": PROMPT * 1.0}, TypeError, "`prompt` must be integer"),
         ({"prompt": np.int32(1)}, ValueError, "`prompt` must have at least 1 dimension"),
-        ({"prompt": PROMPT[:, :0], "prompt_lengths": None}, ValueError, "`prompt` must hold at least one token"),
+        (
+            {"prompt": PROMPT[:, :0], "prompt_lengths": None},
+            ValueError,
+            "`prompt` must hold at least one token",
+        ),
         ({"prompt": PROMPT + 2}, ValueError, r"`prompt` must hold ids in \[0, 5\)"),
         ({"prompt_lengths": np.array([4, 0, 2])}, ValueError, "`prompt_lengths` must be >= 1"),
         ({"prompt_lengths": np.array([5, 1, 2])}, ValueError, "`prompt_lengths` must be <= "),
@@ -201,13 +215,17 @@ def test_prompt_generation_under_jit_compiles_once_for_new_prompts_and_lengths()
         ({"top_k": V + 1}, ValueError, "`top_k`"),
         ({"end_token": V}, ValueError, "`end_token`"),
     ],
-)  # fmt: skip
+)
 def test_generate_from_prompt_rejects_bad_arguments_naming_them(kwargs, error, match):
     model, params = _setup("lstm")
     args = dict(
-        model=model, params=params, prompt=PROMPT, key=jax.random.key(0), num_steps=3,
+        model=model,
+        params=params,
+        prompt=PROMPT,
+        key=jax.random.key(0),
+        num_steps=3,
         prompt_lengths=PROMPT_LENGTHS,
-    )  # fmt: skip
+    )
     args.update(kwargs)
     with pytest.raises(error, match=match):
         generate_from_prompt(**args)
@@ -227,9 +245,14 @@ def test_generate_from_prompt_rejects_bad_arguments_naming_them(kwargs, error, m
 def test_generate_from_vector_rejects_bad_arguments_naming_them(kwargs, error, match):
     model, params = _setup("lstm")
     args = dict(
-        model=model, params=params, vector=np.ones((3, 3)), key=None, num_steps=3,
-        start_token=0, greedy=True,
-    )  # fmt: skip
+        model=model,
+        params=params,
+        vector=np.ones((3, 3)),
+        key=None,
+        num_steps=3,
+        start_token=0,
+        greedy=True,
+    )
     args.update(kwargs)
     with pytest.raises(error, match=match):
         generate_from_vector(**args)
@@ -247,7 +270,11 @@ def test_generate_from_vector_needs_a_model_with_cond_size():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"cell": rnnjax.GRU(4, 4)}, ValueError, r"`cell` must take inputs of size 5 \(embed_size or vocabulary size 5"),
+        (
+            {"cell": rnnjax.GRU(4, 4)},
+            ValueError,
+            r"`cell` must take inputs of size 5 \(embed_size or vocabulary size 5",
+        ),
         ({"readout": rnnjax.Readout(3, V)}, ValueError, "`readout` must read the cell's 4 outputs"),
         ({"readout": None}, TypeError, "`readout` must be an rnnjax.Readout"),
         ({"embed_size": 0}, ValueError, "`embed_size`"),
@@ -256,7 +283,7 @@ def test_generate_from_vector_needs_a_model_with_cond_size():
         ({"param_dtype": jnp.int32}, TypeError, "`param_dtype`"),
         ({"cell": object()}, TypeError, "`cell` must be an rnnjax cell or a sequence layer"),
     ],
-)  # fmt: skip
+)
 def test_token_model_rejects_bad_configurations_naming_them(kwargs, error, match):
     args = dict(cell=rnnjax.GRU(V, 4), readout=rnnjax.Readout(4, V))
     args.update(kwargs)
@@ -268,12 +295,20 @@ def test_token_model_rejects_bad_configurations_naming_them(kwargs, error, match
     ("call", "error", "match"),
     [
         (lambda m, p: m.loss(p, PROMPT * 1.0, PROMPT), TypeError, "`tokens` must be integer"),
-        (lambda m, p: m.loss(p, PROMPT, PROMPT[:, :2]), ValueError, "`tokens_out` must have the shape"),
+        (
+            lambda m, p: m.loss(p, PROMPT, PROMPT[:, :2]),
+            ValueError,
+            "`tokens_out` must have the shape",
+        ),
         (lambda m, p: m.loss(p, PROMPT, PROMPT, PROMPT_LENGTHS + 1), ValueError, "`lengths`"),
         (lambda m, p: m.loss(p, PROMPT, PROMPT, vector=np.ones((3, 2))), ValueError, "`vector`"),
-        (lambda m, p: m.condition(p, np.ones((3, 2))), ValueError, r"`vector` must have shape \(3, 3\)"),
+        (
+            lambda m, p: m.condition(p, np.ones((3, 2))),
+            ValueError,
+            r"`vector` must have shape \(3, 3\)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_token_model_rejects_bad_inputs_naming_them(call, error, match):
     model, params = _setup("lstm")
     with pytest.raises(error, match=match):

@@ -11,6 +11,7 @@ import pytest
 import reference as ref
 
 from rnnjax.cells import GRU, LSTM, ElmanRNN, LSTMCarry
+from rnnjax.data import NextTokens
 from rnnjax.language_model import (
     evaluate_stream,
     next_token_top_k,
@@ -19,7 +20,6 @@ from rnnjax.language_model import (
     window_loss,
 )
 from rnnjax.train import StreamChunk, init_train_state, make_train_step, token_streams
-from rnnjax.data import NextTokens
 
 V, H = 11, 8
 

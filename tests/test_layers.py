@@ -244,8 +244,9 @@ def test_time_major_inputs_with_several_batch_dims_under_jit_equal_the_reference
     out = apply(params, jnp.asarray(xs), carry, lengths=lengths, time_major=True)
     assert out.outputs.shape == (T, 2, 3, 2) and out.carry.layers[1].h.shape == (2, 3, 2)
     flat_carry = jax.tree.map(lambda c: c.reshape(6, -1), carry)
-    want, finals = ref_deep(SMALL, params, xs.reshape(T, 6, 2).swapaxes(0, 1), flat_carry,
-                            lengths.reshape(6))  # fmt: skip
+    want, finals = ref_deep(
+        SMALL, params, xs.reshape(T, 6, 2).swapaxes(0, 1), flat_carry, lengths.reshape(6)
+    )
     np.testing.assert_allclose(out.outputs.reshape(T, 6, 2).swapaxes(0, 1), want, **F64)
     for got, expected in zip(flat(out.carry), ref_flat(finals), strict=True):
         np.testing.assert_allclose(got.reshape(6, -1), expected, **F64)
@@ -366,8 +367,13 @@ def test_no_dropout_when_not_training():
 def test_variational_dropout_uses_one_mask_at_every_step(time_major):
     stack, params = copying_stack(2, 0.5, same_across_time=True)
     xs = positive_inputs()
-    r = ratio(stack, params, jnp.swapaxes(xs, 0, 1) if time_major else xs, jax.random.key(4),
-              time_major=time_major)  # fmt: skip
+    r = ratio(
+        stack,
+        params,
+        jnp.swapaxes(xs, 0, 1) if time_major else xs,
+        jax.random.key(4),
+        time_major=time_major,
+    )
     r = np.swapaxes(r, 0, 1) if time_major else r  # (B, T, F)
     np.testing.assert_array_equal(r, np.broadcast_to(r[:, :1], r.shape))
     assert 0 < (r == 0).mean() < 1 and len(np.unique(r[:, 0] == 0, axis=0)) > 1
@@ -396,8 +402,16 @@ def test_stack_mirrors_torch_arguments():
 
 def test_init_and_initial_carry_have_one_entry_per_layer():
     uniform = rnnjax.initializers.Uniform(0.5)  # cheap to compile, unlike the orthogonal init
-    stack = Deep.stack("rnn", 2, 2, 2, bidirectional=True, learn_initial_carry=True,
-                       kernel_init=uniform, recurrent_init=uniform)  # fmt: skip
+    stack = Deep.stack(
+        "rnn",
+        2,
+        2,
+        2,
+        bidirectional=True,
+        learn_initial_carry=True,
+        kernel_init=uniform,
+        recurrent_init=uniform,
+    )
     init = jax.jit(stack.init)  # one compilation, not one per initializer call
     params = init(jax.random.key(0))
     assert isinstance(params, DeepParams) and isinstance(params.layers[1], BidirectionalParams)
@@ -446,45 +460,106 @@ def lstm(i, h):
 @pytest.mark.parametrize(
     "build, exception, match",
     [
-        (lambda: Deep((lstm(3, 4), lstm(5, 4))), ValueError,
-         r"`layers\[1\]` must have input_size equal to the output size of layer 0 \(4\), got input_size=5"),
-        (lambda: Deep((Bidirectional(lstm(3, 4), lstm(3, 4)), lstm(4, 4))), ValueError,
-         r"`layers\[1\]`.*output size of layer 0 \(8\), got input_size=4"),
+        (
+            lambda: Deep((lstm(3, 4), lstm(5, 4))),
+            ValueError,
+            r"`layers\[1\]` must have input_size equal to the output size of layer 0 \(4\), got input_size=5",
+        ),
+        (
+            lambda: Deep((Bidirectional(lstm(3, 4), lstm(3, 4)), lstm(4, 4))),
+            ValueError,
+            r"`layers\[1\]`.*output size of layer 0 \(8\), got input_size=4",
+        ),
         (lambda: Deep(()), ValueError, r"`layers` must hold at least one layer"),
         (lambda: Deep(lstm(3, 4)), TypeError, r"`layers` must be a tuple"),
         (lambda: Deep((lstm(3, 4), "gru")), TypeError, r"`layers\[1\]` must be an rnnjax cell"),
-        (lambda: Deep((lstm(3, 4),), dropout=1.0), ValueError, r"`dropout` must lie in \[0, 1\).*1.0"),
+        (
+            lambda: Deep((lstm(3, 4),), dropout=1.0),
+            ValueError,
+            r"`dropout` must lie in \[0, 1\).*1.0",
+        ),
         (lambda: Deep((lstm(3, 4),), dropout=-0.1), ValueError, r"`dropout` must lie in \[0, 1\)"),
         (lambda: Deep((lstm(3, 4),), dropout=True), TypeError, r"`dropout` must be a number"),
-        (lambda: Deep((lstm(3, 4),), dropout_same_across_time=1), TypeError,
-         r"`dropout_same_across_time` must be a bool"),
-        (lambda: Deep((lstm(3, 4), lstm(4, 5)), residual=True), ValueError,
-         r"`residual`.*`layers\[1\]` reads 4 features and outputs 5"),
-        (lambda: Deep((lstm(3, 4), lstm(4, 4)), residual=(0,)), ValueError,
-         r"`residual`.*`layers\[0\]` reads 3 features and outputs 4"),
-        (lambda: Deep((lstm(3, 4),), residual=(1,)), ValueError,
-         r"`residual` layer indices must lie in \[0, 1\), got \(1,\)"),
-        (lambda: Deep((lstm(3, 4),), residual=1), TypeError,
-         r"`residual` must be a bool or a tuple of layer indices, got 1"),
-        (lambda: Bidirectional(lstm(3, 4), lstm(3, 4), merge="max"), ValueError,
-         r"`merge` must be one of \['concat', 'sum', 'mean'\], got 'max'"),
-        (lambda: Bidirectional(lstm(3, 4), lstm(3, 5), merge="sum"), ValueError,
-         r"`merge`='sum' needs equal output sizes.*got 4 \(forward\) and 5 \(backward\)"),
-        (lambda: Bidirectional(lstm(3, 4), lstm(2, 4)), ValueError,
-         r"`backward` must have the forward cell's input_size 3, got input_size=2"),
-        (lambda: Bidirectional(lstm(3, 4), "lstm"), TypeError, r"`backward` must be an rnnjax cell"),
+        (
+            lambda: Deep((lstm(3, 4),), dropout_same_across_time=1),
+            TypeError,
+            r"`dropout_same_across_time` must be a bool",
+        ),
+        (
+            lambda: Deep((lstm(3, 4), lstm(4, 5)), residual=True),
+            ValueError,
+            r"`residual`.*`layers\[1\]` reads 4 features and outputs 5",
+        ),
+        (
+            lambda: Deep((lstm(3, 4), lstm(4, 4)), residual=(0,)),
+            ValueError,
+            r"`residual`.*`layers\[0\]` reads 3 features and outputs 4",
+        ),
+        (
+            lambda: Deep((lstm(3, 4),), residual=(1,)),
+            ValueError,
+            r"`residual` layer indices must lie in \[0, 1\), got \(1,\)",
+        ),
+        (
+            lambda: Deep((lstm(3, 4),), residual=1),
+            TypeError,
+            r"`residual` must be a bool or a tuple of layer indices, got 1",
+        ),
+        (
+            lambda: Bidirectional(lstm(3, 4), lstm(3, 4), merge="max"),
+            ValueError,
+            r"`merge` must be one of \['concat', 'sum', 'mean'\], got 'max'",
+        ),
+        (
+            lambda: Bidirectional(lstm(3, 4), lstm(3, 5), merge="sum"),
+            ValueError,
+            r"`merge`='sum' needs equal output sizes.*got 4 \(forward\) and 5 \(backward\)",
+        ),
+        (
+            lambda: Bidirectional(lstm(3, 4), lstm(2, 4)),
+            ValueError,
+            r"`backward` must have the forward cell's input_size 3, got input_size=2",
+        ),
+        (
+            lambda: Bidirectional(lstm(3, 4), "lstm"),
+            TypeError,
+            r"`backward` must be an rnnjax cell",
+        ),
         (lambda: Deep.stack("transformer", 3, 4), ValueError, r"`mode` must be one of"),
-        (lambda: Deep.stack("lstm", 3, 4, 0), ValueError, r"`num_layers` must be a positive integer"),
-        (lambda: Deep.stack("lstm", 3, 4, bidirectional="yes"), TypeError, r"`bidirectional` must be a bool"),
+        (
+            lambda: Deep.stack("lstm", 3, 4, 0),
+            ValueError,
+            r"`num_layers` must be a positive integer",
+        ),
+        (
+            lambda: Deep.stack("lstm", 3, 4, bidirectional="yes"),
+            TypeError,
+            r"`bidirectional` must be a bool",
+        ),
     ],
     ids=[
-        "layer_sizes", "layer_sizes_after_concat", "no_layers", "not_a_tuple", "not_a_layer",
-        "dropout_one", "dropout_negative", "dropout_bool", "same_across_time_not_bool",
-        "residual_sizes", "residual_first_layer", "residual_index", "residual_type", "merge_mode", "merge_sizes",
-        "bidirectional_input_sizes", "bidirectional_not_a_cell", "stack_mode", "stack_layers",
+        "layer_sizes",
+        "layer_sizes_after_concat",
+        "no_layers",
+        "not_a_tuple",
+        "not_a_layer",
+        "dropout_one",
+        "dropout_negative",
+        "dropout_bool",
+        "same_across_time_not_bool",
+        "residual_sizes",
+        "residual_first_layer",
+        "residual_index",
+        "residual_type",
+        "merge_mode",
+        "merge_sizes",
+        "bidirectional_input_sizes",
+        "bidirectional_not_a_cell",
+        "stack_mode",
+        "stack_layers",
         "stack_bidirectional",
     ],
-)  # fmt: skip
+)
 def test_bad_configuration_is_refused_naming_the_argument(build, exception, match):
     with pytest.raises(exception, match=match):
         build()
@@ -500,28 +575,57 @@ def setup():
 
 def test_train_with_dropout_and_no_key_is_refused(setup):
     stack, params, xs = setup
-    rejects(ValueError, r"`key` must be a jax.random key when train=True and dropout=0.5",
-            stack.apply, params, xs, train=True)  # fmt: skip
+    rejects(
+        ValueError,
+        r"`key` must be a jax.random key when train=True and dropout=0.5",
+        stack.apply,
+        params,
+        xs,
+        train=True,
+    )
 
 
 @pytest.mark.parametrize(
     "kwargs, exception, match",
     [
-        (dict(lengths=np.array([1, 2])), ValueError,
-         r"`lengths` must have the inputs' batch shape \(3,\), got shape \(2,\)"),
-        (dict(lengths=np.array([1, 2, 6])), ValueError, r"`lengths` must be <= the number of time steps 5"),
-        (dict(lengths=np.array([1.0, 2.0, 3.0])), TypeError, r"`lengths` must have an integer dtype"),
+        (
+            dict(lengths=np.array([1, 2])),
+            ValueError,
+            r"`lengths` must have the inputs' batch shape \(3,\), got shape \(2,\)",
+        ),
+        (
+            dict(lengths=np.array([1, 2, 6])),
+            ValueError,
+            r"`lengths` must be <= the number of time steps 5",
+        ),
+        (
+            dict(lengths=np.array([1.0, 2.0, 3.0])),
+            TypeError,
+            r"`lengths` must have an integer dtype",
+        ),
         (dict(mask=np.ones((3, 4), bool)), ValueError, r"`mask` must have shape \(3, 5\)"),
-        (dict(lengths=np.array([1, 2, 3]), mask=np.ones((3, 5), bool)), ValueError,
-         r"give `lengths` or `mask`, not both"),
+        (
+            dict(lengths=np.array([1, 2, 3]), mask=np.ones((3, 5), bool)),
+            ValueError,
+            r"give `lengths` or `mask`, not both",
+        ),
         (dict(impl="cuda"), ValueError, r"`impl` must be one of"),
         (dict(train=1), TypeError, r"`train` must be a bool"),
         (dict(time_major=None), TypeError, r"`time_major` must be a bool"),
         (dict(train=True, key="seed"), TypeError, r"`key` must be a jax.random key, got str"),
     ],
-    ids=["lengths_batch_shape", "lengths_too_long", "lengths_float", "mask_shape",
-         "lengths_and_mask", "impl", "train", "time_major", "key_type"],
-)  # fmt: skip
+    ids=[
+        "lengths_batch_shape",
+        "lengths_too_long",
+        "lengths_float",
+        "mask_shape",
+        "lengths_and_mask",
+        "impl",
+        "train",
+        "time_major",
+        "key_type",
+    ],
+)
 def test_bad_apply_arguments_are_refused_before_any_loop_runs(setup, kwargs, exception, match):
     stack, params, xs = setup
     rejects(exception, match, stack.apply, params, xs, **kwargs)
@@ -529,29 +633,68 @@ def test_bad_apply_arguments_are_refused_before_any_loop_runs(setup, kwargs, exc
 
 def test_bad_inputs_params_and_carries_are_refused_before_any_loop_runs(setup):
     stack, params, xs = setup
-    rejects(ValueError, r"`xs` must have 3 features in its last axis", stack.apply, params,
-            jnp.ones((B, T, 4)))  # fmt: skip
-    rejects(TypeError, r"`xs` must have a floating dtype", stack.apply, params,
-            jnp.ones((B, T, 3), jnp.int32))  # fmt: skip
-    rejects(ValueError, r"`params` must hold 2 layers' parameters, got 1", stack.apply,
-            DeepParams(layers=params.layers[:1]), xs)  # fmt: skip
+    rejects(
+        ValueError,
+        r"`xs` must have 3 features in its last axis",
+        stack.apply,
+        params,
+        jnp.ones((B, T, 4)),
+    )
+    rejects(
+        TypeError,
+        r"`xs` must have a floating dtype",
+        stack.apply,
+        params,
+        jnp.ones((B, T, 3), jnp.int32),
+    )
+    rejects(
+        ValueError,
+        r"`params` must hold 2 layers' parameters, got 1",
+        stack.apply,
+        DeepParams(layers=params.layers[:1]),
+        xs,
+    )
     rejects(TypeError, r"`params` must be DeepParams, got tuple", stack.apply, params.layers, xs)
     carry = stack.initial_carry((B,), jnp.float32)
-    rejects(TypeError, r"`carry` must be of type DeepCarry, got tuple", stack.apply, params, xs,
-            carry.layers)  # fmt: skip
+    rejects(
+        TypeError,
+        r"`carry` must be of type DeepCarry, got tuple",
+        stack.apply,
+        params,
+        xs,
+        carry.layers,
+    )
     short = carry._replace(layers=carry.layers[:1])
     rejects(
         ValueError, r"`carry.layers` must have 2 entries, got 1", stack.apply, params, xs, short
     )
     wrong = carry._replace(layers=(carry.layers[0], carry.layers[0].forward))
-    rejects(TypeError, r"`carry.layers\[1\]` must be of type BidirectionalCarry, got GRUCarry",
-            stack.apply, params, xs, wrong)  # fmt: skip
+    rejects(
+        TypeError,
+        r"`carry.layers\[1\]` must be of type BidirectionalCarry, got GRUCarry",
+        stack.apply,
+        params,
+        xs,
+        wrong,
+    )
     bad_h = jax.tree.map(lambda c: c[:2], carry.layers[1])
-    rejects(ValueError, r"`carry.layers\[1\].forward.h` must have shape \(3, 4\).*got \(2, 4\)",
-            stack.apply, params, xs, carry._replace(layers=(carry.layers[0], bad_h)))  # fmt: skip
+    rejects(
+        ValueError,
+        r"`carry.layers\[1\].forward.h` must have shape \(3, 4\).*got \(2, 4\)",
+        stack.apply,
+        params,
+        xs,
+        carry._replace(layers=(carry.layers[0], bad_h)),
+    )
     layer, p = stack.layers[0], params.layers[0]
-    rejects(TypeError, r"`carry` must be of type BidirectionalCarry", layer.apply, p, xs,
-            carry.layers[0].forward)  # fmt: skip
+    rejects(
+        TypeError,
+        r"`carry` must be of type BidirectionalCarry",
+        layer.apply,
+        p,
+        xs,
+        carry.layers[0].forward,
+    )
     rejects(TypeError, r"`params` must be BidirectionalParams", layer.apply, p.forward, xs)
 
 

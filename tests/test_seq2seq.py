@@ -61,9 +61,17 @@ class Stack:
         )
 
     def apply(
-        self, params, xs, carry=None, *, lengths=None, time_major=False, impl="auto", key=None,
+        self,
+        params,
+        xs,
+        carry=None,
+        *,
+        lengths=None,
+        time_major=False,
+        impl="auto",
+        key=None,
         train=False,
-    ):  # fmt: skip
+    ):
         carry = Pair(None, None) if carry is None else carry
         run = dict(lengths=lengths, impl=impl)
         low = rnnjax.unroll(self.lower, params.first, xs, carry.first, **run)
@@ -94,9 +102,17 @@ class Bi:
         )
 
     def apply(
-        self, params, xs, carry=None, *, lengths=None, time_major=False, impl="auto", key=None,
+        self,
+        params,
+        xs,
+        carry=None,
+        *,
+        lengths=None,
+        time_major=False,
+        impl="auto",
+        key=None,
         train=False,
-    ):  # fmt: skip
+    ):
         fwd = rnnjax.unroll(self.forward, params.first, xs, lengths=lengths, impl=impl)
         bwd = rnnjax.unroll(
             self.backward, params.second, xs, lengths=lengths, reverse=True, impl=impl
@@ -208,21 +224,37 @@ def _models():
     return {
         # plain cells, embeddings, identity bridge, no context
         "cells": Seq2Seq(
-            lstm(3, 4), lstm(3, 4), readout(4, 4), src_vocab_size=5, src_embed_size=3,
-            tgt_embed_size=3, param_dtype=F64,
+            lstm(3, 4),
+            lstm(3, 4),
+            readout(4, 4),
+            src_vocab_size=5,
+            src_embed_size=3,
+            tgt_embed_size=3,
+            param_dtype=F64,
         ),
         # bidirectional encoder (2H) -> LSTM decoder (H'): linear bridge, mean context,
         # one-hot targets
         "bi_linear_mean": Seq2Seq(
-            Bi(lstm(3, 4), lstm(3, 4)), lstm(3 + 8, 5), readout(5, 3), src_vocab_size=5,
-            src_embed_size=3, bridge="linear", feed_context="mean", param_dtype=F64,
+            Bi(lstm(3, 4), lstm(3, 4)),
+            lstm(3 + 8, 5),
+            readout(5, 3),
+            src_vocab_size=5,
+            src_embed_size=3,
+            bridge="linear",
+            feed_context="mean",
+            param_dtype=F64,
         ),
         # stacks on both sides, identity bridge, last-output context, one-hot sources
         "stacks_last": Seq2Seq(
-            Stack(lstm(6, 4), gru(4, 4)), Stack(lstm(3 + 4, 4), gru(4, 4)), readout(4, 4),
-            src_vocab_size=6, tgt_embed_size=3, feed_context="last", param_dtype=F64,
+            Stack(lstm(6, 4), gru(4, 4)),
+            Stack(lstm(3 + 4, 4), gru(4, 4)),
+            readout(4, 4),
+            src_vocab_size=6,
+            tgt_embed_size=3,
+            feed_context="last",
+            param_dtype=F64,
         ),
-    }  # fmt: skip
+    }
 
 
 def _random_params(model, seed=0, scale=0.5):
@@ -372,9 +404,13 @@ def test_training_with_optax_learns_to_reverse_short_digit_sequences():
     tgt_in = np.array([[start, *r] + [0] * (3 - len(r)) for r in reversed_])
     tgt_out = np.array([[*r, end] + [0] * (3 - len(r)) for r in reversed_])
     model = Seq2Seq(
-        rnnjax.LSTM(8, 16), rnnjax.LSTM(8, 16), rnnjax.Readout(16, 6), src_vocab_size=digits,
-        src_embed_size=8, tgt_embed_size=8,
-    )  # fmt: skip
+        rnnjax.LSTM(8, 16),
+        rnnjax.LSTM(8, 16),
+        rnnjax.Readout(16, 6),
+        src_vocab_size=digits,
+        src_embed_size=8,
+        tgt_embed_size=8,
+    )
     params = _random_params(model, scale=0.3)
     optimizer = optax.adam(0.05)
     state = optimizer.init(params)
@@ -418,9 +454,11 @@ def test_identity_bridge_mismatches_name_what_differs():
 
 def _bad_model(**kwargs):
     args = dict(
-        encoder=rnnjax.LSTM(3, 4), decoder=rnnjax.LSTM(3, 4), readout=rnnjax.Readout(4, 3),
+        encoder=rnnjax.LSTM(3, 4),
+        decoder=rnnjax.LSTM(3, 4),
+        readout=rnnjax.Readout(4, 3),
         src_vocab_size=3,
-    )  # fmt: skip
+    )
     args.update(kwargs)
     return Seq2Seq(**args)
 
@@ -434,12 +472,20 @@ def _bad_model(**kwargs):
         ({"src_vocab_size": 0}, ValueError, "`src_vocab_size`"),
         ({"src_embed_size": 5}, ValueError, "`encoder` must take inputs of size 5"),
         ({"tgt_embed_size": 5}, ValueError, "`decoder` must take inputs of size 5"),
-        ({"feed_context": "mean"}, ValueError, r"`decoder` must take inputs of size 7 \(.* 3 \+ context size 4\)"),
+        (
+            {"feed_context": "mean"},
+            ValueError,
+            r"`decoder` must take inputs of size 7 \(.* 3 \+ context size 4\)",
+        ),
         ({"encoder": object()}, TypeError, "`encoder`.*has no `init`"),
-        ({"decoder": Bi(rnnjax.LSTM(3, 4), rnnjax.LSTM(3, 4))}, TypeError, "`decoder` must have step"),
+        (
+            {"decoder": Bi(rnnjax.LSTM(3, 4), rnnjax.LSTM(3, 4))},
+            TypeError,
+            "`decoder` must have step",
+        ),
         ({"readout": rnnjax.Readout(5, 3)}, ValueError, "`readout` must read the cell's 4 outputs"),
     ],
-)  # fmt: skip
+)
 def test_seq2seq_rejects_bad_configurations_naming_them(kwargs, error, match):
     with pytest.raises(error, match=match):
         _bad_model(**kwargs)
@@ -449,24 +495,52 @@ def test_seq2seq_rejects_bad_configurations_naming_them(kwargs, error, match):
     ("call", "error", "match"),
     [
         (lambda m, p: m.loss(p, SRC * 1.0, SRC_LENGTHS, TGT_IN, TGT_OUT), TypeError, "`src`"),
-        (lambda m, p: m.loss(p, SRC + 5, SRC_LENGTHS, TGT_IN, TGT_OUT), ValueError, r"`src` must hold ids in \[0, 5\)"),
-        (lambda m, p: m.loss(p, SRC, SRC_LENGTHS + 1, TGT_IN, TGT_OUT), ValueError, "`src_lengths` must be <= "),
-        (lambda m, p: m.loss(p, SRC, SRC_LENGTHS[:2], TGT_IN, TGT_OUT), ValueError, "`src_lengths`"),
+        (
+            lambda m, p: m.loss(p, SRC + 5, SRC_LENGTHS, TGT_IN, TGT_OUT),
+            ValueError,
+            r"`src` must hold ids in \[0, 5\)",
+        ),
+        (
+            lambda m, p: m.loss(p, SRC, SRC_LENGTHS + 1, TGT_IN, TGT_OUT),
+            ValueError,
+            "`src_lengths` must be <= ",
+        ),
+        (
+            lambda m, p: m.loss(p, SRC, SRC_LENGTHS[:2], TGT_IN, TGT_OUT),
+            ValueError,
+            "`src_lengths`",
+        ),
         (lambda m, p: m.loss(p, SRC, SRC_LENGTHS, TGT_IN, TGT_OUT[:, :2]), ValueError, "`tgt_out`"),
         (lambda m, p: m.loss(p, SRC, SRC_LENGTHS, TGT_IN[:2], TGT_OUT[:2]), ValueError, "`tgt_in`"),
         (lambda m, p: m.loss(p, SRC, SRC_LENGTHS, TGT_IN + 4, TGT_OUT), ValueError, "`tgt_in`"),
-        (lambda m, p: m.loss(p, SRC, SRC_LENGTHS, TGT_IN, TGT_OUT, TGT_LENGTHS + 1), ValueError, "`tgt_lengths`"),
+        (
+            lambda m, p: m.loss(p, SRC, SRC_LENGTHS, TGT_IN, TGT_OUT, TGT_LENGTHS + 1),
+            ValueError,
+            "`tgt_lengths`",
+        ),
         (lambda m, p: m.greedy_decode(p, SRC, SRC_LENGTHS, 0, 0), ValueError, "`max_len`"),
-        (lambda m, p: m.greedy_decode(p, SRC, SRC_LENGTHS, 3, 4), ValueError, r"`start_token` must lie in \[0, 4\)"),
+        (
+            lambda m, p: m.greedy_decode(p, SRC, SRC_LENGTHS, 3, 4),
+            ValueError,
+            r"`start_token` must lie in \[0, 4\)",
+        ),
         (lambda m, p: m.greedy_decode(p, SRC, SRC_LENGTHS, 3, 0, -1), ValueError, "`end_token`"),
         (lambda m, p: m.greedy_decode(p, SRC, SRC_LENGTHS, 3, 0.0), TypeError, "`start_token`"),
         (lambda m, p: m.beam_search(p, SRC, SRC_LENGTHS, 0, 3, 0), ValueError, "`beam_width`"),
         (lambda m, p: m.beam_search(p, SRC, SRC_LENGTHS, 2, 0, 0), ValueError, "`max_len`"),
         (lambda m, p: m.beam_search(p, SRC, SRC_LENGTHS, 2, 3, 0, 4), ValueError, "`end_token`"),
-        (lambda m, p: m.beam_search(p, SRC, SRC_LENGTHS, 2, 3, 0, 1, alpha=-1.0), ValueError, "`alpha`"),
-        (lambda m, p: m.beam_search(p, SRC[:, :0], None, 2, 3, 0), ValueError, "`src` must have at least one step"),
+        (
+            lambda m, p: m.beam_search(p, SRC, SRC_LENGTHS, 2, 3, 0, 1, alpha=-1.0),
+            ValueError,
+            "`alpha`",
+        ),
+        (
+            lambda m, p: m.beam_search(p, SRC[:, :0], None, 2, 3, 0),
+            ValueError,
+            "`src` must have at least one step",
+        ),
     ],
-)  # fmt: skip
+)
 def test_seq2seq_rejects_bad_inputs_naming_them(call, error, match):
     model, params = _setup("cells")  # V_src = 5, V = 4
     with pytest.raises(error, match=match):

@@ -34,8 +34,9 @@ def lstm_outputs(params, xs, lengths, reverse=False):
 
 def last_steps(outputs, lengths):
     """The output at each sequence's last valid step, zeros when empty."""
-    return np.stack([outputs[b, n - 1] if n else np.zeros(outputs.shape[-1])
-                     for b, n in enumerate(lengths)])  # fmt: skip
+    return np.stack(
+        [outputs[b, n - 1] if n else np.zeros(outputs.shape[-1]) for b, n in enumerate(lengths)]
+    )
 
 
 @pytest.mark.parametrize("inputs", ["features", "one_hot", "embed"])
@@ -43,10 +44,13 @@ def last_steps(outputs, lengths):
 def test_sequence_model_equals_the_numpy_composition(inputs, read):
     input_size = {"features": 3, "one_hot": V, "embed": E}[inputs]
     model = rnnjax.SequenceModel(
-        rnnjax.LSTM(input_size, H, param_dtype=jnp.float64), O, read=read,
+        rnnjax.LSTM(input_size, H, param_dtype=jnp.float64),
+        O,
+        read=read,
         vocab_size=None if inputs == "features" else V,
-        embed_size=E if inputs == "embed" else None, param_dtype=jnp.float64,
-    )  # fmt: skip
+        embed_size=E if inputs == "embed" else None,
+        param_dtype=jnp.float64,
+    )
     params = random_params(model)
     rng = np.random.default_rng(1)
     if inputs == "features":
@@ -81,8 +85,9 @@ def test_many_to_one_over_a_bidirectional_layer_reads_each_direction_where_it_en
     expected = np.concatenate([last_steps(forward, LENGTHS), backward[:, 0]], axis=-1)
     np.testing.assert_allclose(got, expected, **F64)
     # what a plain last_valid of the outputs would give: the backward half has read one frame
-    naive = np.asarray(rnnjax.last_valid(layer.apply(params, jnp.asarray(xs), lengths=LENGTHS)
-                                         .outputs, LENGTHS))  # fmt: skip
+    naive = np.asarray(
+        rnnjax.last_valid(layer.apply(params, jnp.asarray(xs), lengths=LENGTHS).outputs, LENGTHS)
+    )
     assert not np.allclose(naive[0, H:], expected[0, H:])
     # ... and the backward direction's reading equals its final carry (h after step 0)
     carry = layer.apply(params, jnp.asarray(xs), lengths=LENGTHS).carry
@@ -109,9 +114,12 @@ def test_a_deep_bidirectional_stack_is_read_through_its_top_layer():
 
 def test_every_impl_gives_the_same_model_outputs_and_gradients():
     model = rnnjax.SequenceModel(
-        rnnjax.GRU(V, H, param_dtype=jnp.float64), O, read="last", vocab_size=V,
+        rnnjax.GRU(V, H, param_dtype=jnp.float64),
+        O,
+        read="last",
+        vocab_size=V,
         param_dtype=jnp.float64,
-    )  # fmt: skip
+    )
     params = random_params(model)
     ids = jnp.asarray(np.random.default_rng(4).integers(0, V, size=(B, T)))
 

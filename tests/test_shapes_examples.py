@@ -11,8 +11,13 @@ import rnnjax
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## The five shapes of sequence problem"
-SHAPES = ["One-to-one", "One-to-many", "Many-to-one", "Many-to-many, synchronised",
-          "Encoder-decoder"]  # fmt: skip
+SHAPES = [
+    "One-to-one",
+    "One-to-many",
+    "Many-to-one",
+    "Many-to-many, synchronised",
+    "Encoder-decoder",
+]
 
 
 def _section() -> str:

@@ -32,8 +32,12 @@ def test_packed_weights_are_what_jax_experimental_rnn_unpacks():
     flat = cudnn.pack_lstm_weights(cell, params)
     assert flat.shape == (jax_rnn.get_num_params_in_lstm(I, H, 1, False),)
     w_ih, w_hh, b_ih, b_hh = jax_rnn.unpack_lstm_weights(flat, I, H, 1, False)
-    for theirs, ours in ((w_ih[0], params.w_ih), (w_hh[0], params.w_hh), (b_ih[0], params.b_ih),
-                         (b_hh[0], params.b_hh)):  # fmt: skip
+    for theirs, ours in (
+        (w_ih[0], params.w_ih),
+        (w_hh[0], params.w_hh),
+        (b_ih[0], params.b_ih),
+        (b_hh[0], params.b_hh),
+    ):
         np.testing.assert_array_equal(theirs, ours)
     for back, ours in zip(cudnn.unpack_lstm_weights(cell, flat), params[:4], strict=True):
         np.testing.assert_array_equal(back, ours)
@@ -47,7 +51,9 @@ def test_a_cell_without_biases_packs_zero_biases():
 
 
 def test_unpacking_a_vector_of_the_wrong_size_names_the_argument():
-    with pytest.raises(ValueError, match=r"`flat` must have shape \(144,\) for LSTM\(3, 4\), got \(7,\)"):
+    with pytest.raises(
+        ValueError, match=r"`flat` must have shape \(144,\) for LSTM\(3, 4\), got \(7,\)"
+    ):
         cudnn.unpack_lstm_weights(rnnjax.LSTM(I, H), jnp.zeros(7))
 
 
@@ -120,8 +126,9 @@ def test_unroll_dispatches_to_cudnn_and_gives_the_scan_results(
     params, xs, carry = random_setup(cell, dtype=np.float32)
     lengths = np.array([5, 0, 3])
     assert rnnjax.resolve_impl(cell, params, xs, carry).impl == "cudnn"
-    ours = value_outputs_and_grads(rnnjax.unroll, cell, params, xs, carry, lengths=lengths,
-                                   reverse=True)  # fmt: skip
+    ours = value_outputs_and_grads(
+        rnnjax.unroll, cell, params, xs, carry, lengths=lengths, reverse=True
+    )
     scan = lambda *a, **k: rnnjax.unroll(*a, impl="scan", **k)
     want = value_outputs_and_grads(scan, cell, params, xs, carry, lengths=lengths, reverse=True)
     assert_same(ours, want, F32)

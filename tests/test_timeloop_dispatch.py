@@ -61,10 +61,13 @@ def test_why_is_my_gru_not_fused_gets_an_answer():
         (
             ("cudnn", "cuDNN runs rnnjax.LSTM only, not GRU"),
             ("fused", "the fused GRU is the reset_after variant, not 'reset_before'"),
-            ("parallel", "GRU's state is not a linear recurrence h_t = a_t * h_(t-1) + b_t "
-                         "(MinGRU, MinLSTM and LRU are)"),
+            (
+                "parallel",
+                "GRU's state is not a linear recurrence h_t = a_t * h_(t-1) + b_t "
+                "(MinGRU, MinLSTM and LRU are)",
+            ),
         ),
-    )  # fmt: skip
+    )
     assert resolved.explain().startswith("runs 'scan'; 'cudnn' was passed by: cuDNN runs")
 
 
@@ -72,9 +75,12 @@ def test_a_named_impl_that_does_not_apply_runs_the_scan_and_says_why():
     resolved = choice(rnnjax.MinLSTM(I, H), impl="fused")
     assert resolved.impl == "scan"
     assert resolved.skipped == (
-        ("fused", "the fused backward pass is written for rnnjax.LSTM, GRU and ElmanRNN "
-                  "exactly, not MinLSTM"),
-    )  # fmt: skip
+        (
+            "fused",
+            "the fused backward pass is written for rnnjax.LSTM, GRU and ElmanRNN "
+            "exactly, not MinLSTM",
+        ),
+    )
     assert choice(rnnjax.LSTM(I, H), impl="scan") == rnnjax.Resolution("scan", ())
 
 

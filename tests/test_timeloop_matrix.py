@@ -131,7 +131,9 @@ MATRIX = [
 
 
 @pytest.mark.parametrize(("impl", "cell_name", "option"), MATRIX)
-def test_impl_gives_the_scan_outputs_final_carry_and_gradients(impl, cell_name, option, pretend_gpu):
+def test_impl_gives_the_scan_outputs_final_carry_and_gradients(
+    impl, cell_name, option, pretend_gpu
+):
     dtype = np.float32 if impl == "cudnn" else None  # jax.experimental.rnn: float32 only
     cell, params, xs, carry, kwargs, tol = build(cell_name, option, dtype)
     resolved = rnnjax.resolve_impl(cell, params, xs, carry, impl=impl, **kwargs)

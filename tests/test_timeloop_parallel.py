@@ -185,9 +185,13 @@ def test_time_major_and_several_batch_dimensions_give_the_batch_major_result():
     np.testing.assert_allclose(jnp.swapaxes(tm.outputs, 0, 1), flat.outputs, atol=1e-14)
     # (3,) -> (1, 3) leading batch dims
     nested = parallel_unroll(
-        cell, params, xs[None], jax.tree.map(lambda c: c[None], carry), lengths=LENGTHS[None],
+        cell,
+        params,
+        xs[None],
+        jax.tree.map(lambda c: c[None], carry),
+        lengths=LENGTHS[None],
         reverse=True,
-    )  # fmt: skip
+    )
     np.testing.assert_allclose(nested.outputs[0], flat.outputs, atol=1e-14)
     np.testing.assert_allclose(nested.carry.re[0], flat.carry.re, atol=1e-14)
 
@@ -307,12 +311,18 @@ def test_lru_init_is_finite_at_the_edges_of_the_unit_ring():
             LRU(I, N),
             LRUParams,
             dict(
-                nu_log=(N,), theta_log=(N,), gamma_log=(N,), B_re=(N, I), B_im=(N, I),
-                C_re=(I, N), C_im=(I, N), D=(I,),
+                nu_log=(N,),
+                theta_log=(N,),
+                gamma_log=(N,),
+                B_re=(N, I),
+                B_im=(N, I),
+                C_re=(I, N),
+                C_im=(I, N),
+                D=(I,),
             ),
         ),
     ],
-)  # fmt: skip
+)
 def test_init_gives_the_documented_shapes_and_num_params_counts_them(
     cell, params_type, shapes, learn
 ):

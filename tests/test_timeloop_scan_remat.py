@@ -38,8 +38,12 @@ MAIN = [("step", None), ("segments", None)]
 # (cell, reverse, options): the main options on every cell, the extreme segment
 # lengths on the LSTM (two carry fields); reversed runs gather a different time
 # step per sequence.
-CASES = [("lstm", False, [*MAIN, ("segments", 1)]), ("lstm", True, [*MAIN, ("segments", 20)]),
-         ("elman", True, MAIN), ("gru", True, MAIN)]  # fmt: skip
+CASES = [
+    ("lstm", False, [*MAIN, ("segments", 1)]),
+    ("lstm", True, [*MAIN, ("segments", 20)]),
+    ("elman", True, MAIN),
+    ("gru", True, MAIN),
+]
 
 
 def setup(cell, batch_shape=(4,), num_steps=T, seed=0):

@@ -20,11 +20,11 @@ import optax
 import pytest
 
 import rnnjax
+from rnnjax.metrics import evaluate, token_counts
 from rnnjax.train.checkpoint import list_checkpoints, restore_checkpoint
 from rnnjax.train.guard import NonFiniteError
 from rnnjax.train.logs import read_metrics
 from rnnjax.train.loop import fit
-from rnnjax.metrics import evaluate, token_counts
 from rnnjax.train.step import init_train_state, make_train_step
 
 I, H, C, B, T = 2, 6, 3, 8, 5
@@ -148,9 +148,15 @@ def test_a_nan_stops_the_run_at_its_step_and_the_last_checkpoint_is_intact(tmp_p
 
     with pytest.raises(NonFiniteError, match=r"non-finite loss at step 7 \(loss=nan") as caught:
         fit(
-            TRAIN_STEP, initial_state(), poisoned, 20, run_dir=tmp_path, checkpoint_every=5,
-            log_every=log_every, **QUIET,
-        )  # fmt: skip
+            TRAIN_STEP,
+            initial_state(),
+            poisoned,
+            20,
+            run_dir=tmp_path,
+            checkpoint_every=5,
+            log_every=log_every,
+            **QUIET,
+        )
     assert isinstance(caught.value, FloatingPointError)
     assert caught.value.step == 7 and caught.value.checkpoint.endswith("checkpoint_000000005.json")
     assert caught.value.checkpoint in str(caught.value)
@@ -189,9 +195,17 @@ def png_size(path) -> tuple[int, int]:
 
 def test_the_run_directory_gets_config_json_lines_and_a_png_of_the_curves(tmp_path, capsys):
     fit(
-        TRAIN_STEP, initial_state(), batch_fn, 30, run_dir=tmp_path, eval_fn=eval_fn, eval_every=10,
-        config=ToyConfig(), items_per_step=B, progress=False,
-    )  # fmt: skip
+        TRAIN_STEP,
+        initial_state(),
+        batch_fn,
+        30,
+        run_dir=tmp_path,
+        eval_fn=eval_fn,
+        eval_every=10,
+        config=ToyConfig(),
+        items_per_step=B,
+        progress=False,
+    )
     assert capsys.readouterr().err == ""  # progress=False: no bar
     assert json.loads((tmp_path / "config.json").read_text()) == dataclasses.asdict(ToyConfig())
 
@@ -254,9 +268,15 @@ def test_run_directories_are_checked_before_training(tmp_path):
     ):
         fit(TRAIN_STEP, state, batch_fn, 3, run_dir=tmp_path / "missing", resume=True, **QUIET)
     fit(
-        TRAIN_STEP, state, batch_fn, 2, run_dir=tmp_path / "run", config={"lr": 1},
-        save_final=False, **QUIET,
-    )  # fmt: skip
+        TRAIN_STEP,
+        state,
+        batch_fn,
+        2,
+        run_dir=tmp_path / "run",
+        config={"lr": 1},
+        save_final=False,
+        **QUIET,
+    )
     with pytest.raises(FileNotFoundError, match=r"has no checkpoint to resume from"):
         fit(TRAIN_STEP, state, batch_fn, 3, run_dir=tmp_path / "run", resume=True, **QUIET)
     with pytest.raises(FileExistsError, match=r"holds a previous run .* pass resume=True"):
@@ -311,13 +331,39 @@ def test_resume_ignores_only_the_keys_it_is_given(tmp_path):
     config = {"lr": 1, "progress": True}
     fit(TRAIN_STEP, state, batch_fn, 2, run_dir=run, config=config, checkpoint_every=2, **QUIET)
     with pytest.raises(ValueError, match=r"`config` differs .* in \['progress'\]"):
-        fit(TRAIN_STEP, state, batch_fn, 3, run_dir=run, config={**config, "progress": False},
-            resume=True, **QUIET)  # fmt: skip
+        fit(
+            TRAIN_STEP,
+            state,
+            batch_fn,
+            3,
+            run_dir=run,
+            config={**config, "progress": False},
+            resume=True,
+            **QUIET,
+        )
     with pytest.raises(ValueError, match=r"`config` differs .* in \['lr'\]"):
-        fit(TRAIN_STEP, state, batch_fn, 3, run_dir=run, config={"lr": 2, "progress": False},
-            resume=True, resume_ignores=("progress",), **QUIET)  # fmt: skip
-    resumed = fit(TRAIN_STEP, state, batch_fn, 3, run_dir=run, config={**config, "progress": False},
-                  resume=True, resume_ignores=("progress",), **QUIET)  # fmt: skip
+        fit(
+            TRAIN_STEP,
+            state,
+            batch_fn,
+            3,
+            run_dir=run,
+            config={"lr": 2, "progress": False},
+            resume=True,
+            resume_ignores=("progress",),
+            **QUIET,
+        )
+    resumed = fit(
+        TRAIN_STEP,
+        state,
+        batch_fn,
+        3,
+        run_dir=run,
+        config={**config, "progress": False},
+        resume=True,
+        resume_ignores=("progress",),
+        **QUIET,
+    )
     assert int(resumed.state.step) == 3
 
 
@@ -339,9 +385,14 @@ def test_a_resumed_run_returns_the_lines_of_the_whole_run(tmp_path):
     whole = fit(TRAIN_STEP, initial_state(), batch_fn, 12, run_dir=tmp_path / "whole", **options)
     fit(TRAIN_STEP, initial_state(), batch_fn, 8, run_dir=tmp_path / "part", **options)
     resumed = fit(
-        TRAIN_STEP, initial_state(), batch_fn, 12, run_dir=tmp_path / "part", resume=True,
+        TRAIN_STEP,
+        initial_state(),
+        batch_fn,
+        12,
+        run_dir=tmp_path / "part",
+        resume=True,
         **options,
-    )  # fmt: skip
+    )
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]
     assert strip(resumed.train) == strip(whole.train) and len(whole.train) == 12
     assert strip(resumed.eval) == strip(whole.eval)
@@ -353,14 +404,28 @@ def test_overwrite_starts_a_fresh_run_over_a_previous_one(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite=True to replace it"):
         fit(TRAIN_STEP, initial_state(), batch_fn, 3, run_dir=tmp_path, **QUIET)
     result = fit(
-        TRAIN_STEP, initial_state(), batch_fn, 3, run_dir=tmp_path, overwrite=True,
-        config={"second": True}, **QUIET,
-    )  # fmt: skip
+        TRAIN_STEP,
+        initial_state(),
+        batch_fn,
+        3,
+        run_dir=tmp_path,
+        overwrite=True,
+        config={"second": True},
+        **QUIET,
+    )
     assert [r["step"] for r in read_metrics(tmp_path, "train")] == [0, 1, 2]
     assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [3]
     assert json.loads((tmp_path / "config.json").read_text()) == {"second": True}
     assert (tmp_path / "figure.png").read_bytes() == b"not fit's"
     assert int(result.state.step) == 3
     with pytest.raises(ValueError, match="not both"):
-        fit(TRAIN_STEP, initial_state(), batch_fn, 3, run_dir=tmp_path, overwrite=True,
-            resume=True, **QUIET)  # fmt: skip
+        fit(
+            TRAIN_STEP,
+            initial_state(),
+            batch_fn,
+            3,
+            run_dir=tmp_path,
+            overwrite=True,
+            resume=True,
+            **QUIET,
+        )

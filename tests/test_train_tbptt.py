@@ -24,8 +24,8 @@ import optax
 import pytest
 
 import rnnjax
-from rnnjax.train.step import init_train_state, make_train_step
 from rnnjax.data import ChunkedStream, reset_carry, token_streams
+from rnnjax.train.step import init_train_state, make_train_step
 from rnnjax.train.tbptt import truncated_bptt
 
 I, H, B, T = 2, 4, 3, 6

@@ -246,6 +246,10 @@ def _row(cell, case, impl, runs, note, tol, results, failures, key, ref_key) -> 
     max_rel = max(r for _, r in parts.values())
     passed = bool(np.isfinite(max_rel) and max_rel <= tol)
     return dict(
-        row, max_abs_err=max_abs, max_rel_err=max_rel, passed=passed, error=None,
+        row,
+        max_abs_err=max_abs,
+        max_rel_err=max_rel,
+        passed=passed,
+        error=None,
         rel_err_by_part={part: r for part, (_, r) in parts.items()},
-    )  # fmt: skip
+    )

@@ -125,7 +125,7 @@ CONFIGS: dict[str, list[tuple[str, int, int, int, int]]] = {
         ("fastrnns", 64, 100, 512, 512),
         ("overhead", 16, 100, 64, 128),
         ("single", 1, 500, 128, 256),
-    ],  # fmt: skip
+    ],
     "deepbench": [  # a subset of Baidu DeepBench's RNN shapes
         (f"deepbench_H{h}_B{b}_T{t}", b, t, h, h)
         for h in (512, 1024)
@@ -190,26 +190,32 @@ class BenchConfig:
 def parse_args(argv) -> BenchConfig:
     p = argparse.ArgumentParser(
         prog="python -m experiments.benchmarks.bench",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--configs",
         help=f"comma-separated names, or 'all': {', '.join(CONFIGS)} (default {DEFAULTS['configs']})",
     )
     p.add_argument(
-        "--config-spec", action="append", default=[], metavar="B,T,I,H",
+        "--config-spec",
+        action="append",
+        default=[],
+        metavar="B,T,I,H",
         help="an extra custom shape named custom_B.._T.._I.._H.. (repeatable; "
         "without --configs, only the custom shapes run)",
-    )  # fmt: skip
+    )
     p.add_argument("--cells", help=f"subset of {','.join(bi.CELLS)}")
     p.add_argument("--modes", help=f"subset of {','.join(bi.MODES)}")
     p.add_argument("--impls", help=f"registered: {','.join(bi.IMPLS)} (default: all available)")
     p.add_argument("--warmup", type=int, help="untimed calls per implementation after compiling")
     p.add_argument("--repeats", type=int, help="timed calls per implementation")
     p.add_argument(
-        "--threads", type=int, default=len(measure.usable_cores()),
+        "--threads",
+        type=int,
+        default=len(measure.usable_cores()),
         help="torch threads and CPU cores used by torch and XLA (default: all usable cores)",
-    )  # fmt: skip
+    )
     p.add_argument("--out", default="runs/bench", help="output directory")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on GPU (JAX and torch)")
     p.add_argument("--quick", action="store_true", help=f"small subset: {QUICK}")
@@ -222,10 +228,18 @@ def parse_args(argv) -> BenchConfig:
     configs = tuple(CONFIGS) if pick("configs") == "all" else split(pick("configs"))
     impls = split(a.impls) if a.impls else tuple(n for n, s in bi.IMPLS.items() if s.default)
     cfg = BenchConfig(
-        configs=configs, cells=split(pick("cells")), modes=split(pick("modes")), impls=impls,
-        warmup=pick("warmup"), repeats=pick("repeats"), threads=a.threads, out=a.out,
-        config_spec=tuple(a.config_spec), quick=a.quick, tf32=a.tf32,
-    )  # fmt: skip
+        configs=configs,
+        cells=split(pick("cells")),
+        modes=split(pick("modes")),
+        impls=impls,
+        warmup=pick("warmup"),
+        repeats=pick("repeats"),
+        threads=a.threads,
+        out=a.out,
+        config_spec=tuple(a.config_spec),
+        quick=a.quick,
+        tf32=a.tf32,
+    )
     choices = dict(configs=CONFIGS, cells=bi.CELLS, modes=bi.MODES, impls=bi.IMPLS)
     for name, known in choices.items():
         given = getattr(cfg, name)
@@ -289,9 +303,10 @@ def bench_workload(
             continue
         ready[name] = prepared
         info[name] = dict(
-            peak_mem_bytes=None if mem is None else int(mem), peak_mem_method=method,
+            peak_mem_bytes=None if mem is None else int(mem),
+            peak_mem_method=method,
             dtype=bi.float_dtypes(out),
-        )  # fmt: skip
+        )
     timings = measure.time_round_robin({n: p.call for n, p in ready.items()}, repeats, warmup)
     flops = FLOP_MULTIPLIER[w.mode] * 2 * w.B * w.T * w.G * w.H * (w.I + w.H)
     big = measure.matmul_gflops(w.B * w.T, w.I, w.G * w.H) if ready else None
@@ -303,15 +318,34 @@ def bench_workload(
     for name, prepared in ready.items():
         timing = timings[name]
         gflops = flops / timing.median_s / 1e9
-        rows.append(dict(
-            impl=name, runs=prepared.runs, config=config, cell=w.cell, mode=w.mode, B=w.B,
-            T=w.T, I=w.I, H=w.H, G=w.G, **timing.summary(), us_per_step=timing.median_s / w.T * 1e6,
-            flops=flops, gflops=gflops, matmul_peak_gflops=big, small_matmul_gflops=small,
-            matmul_ref_faults_per_call=measure.MATMUL_FAULTS.get((w.B * w.T, w.I, w.G * w.H)),
-            torch_matmul_gflops=torch_big, torch_small_matmul_gflops=torch_small,
-            frac_of_matmul_peak=gflops / big, compile_s=prepared.compile_s,
-            xla_temp_bytes=prepared.xla_temp_bytes, device=prepared.device, **info[name],
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                impl=name,
+                runs=prepared.runs,
+                config=config,
+                cell=w.cell,
+                mode=w.mode,
+                B=w.B,
+                T=w.T,
+                I=w.I,
+                H=w.H,
+                G=w.G,
+                **timing.summary(),
+                us_per_step=timing.median_s / w.T * 1e6,
+                flops=flops,
+                gflops=gflops,
+                matmul_peak_gflops=big,
+                small_matmul_gflops=small,
+                matmul_ref_faults_per_call=measure.MATMUL_FAULTS.get((w.B * w.T, w.I, w.G * w.H)),
+                torch_matmul_gflops=torch_big,
+                torch_small_matmul_gflops=torch_small,
+                frac_of_matmul_peak=gflops / big,
+                compile_s=prepared.compile_s,
+                xla_temp_bytes=prepared.xla_temp_bytes,
+                device=prepared.device,
+                **info[name],
+            )
+        )
     add_ratios(rows)
     for r in rows:
         r["above_reference"] = above_reference(r)
@@ -390,13 +424,21 @@ def ratio_cell(r: dict, key: str) -> str:
 
 def table_row(r: dict) -> str:
     cells = [
-        r["cell"], r["mode"], r["impl"], r.get("runs") or "–", _fmt(r["median_s"], ".3f", 1e3),
+        r["cell"],
+        r["mode"],
+        r["impl"],
+        r.get("runs") or "–",
+        _fmt(r["median_s"], ".3f", 1e3),
         f"{_fmt(r['p10_s'], '.3f', 1e3)}–{_fmt(r['p90_s'], '.3f', 1e3)}",
-        _fmt(r["us_per_step"], ".1f"), _fmt(r["gflops"], ".2f"),
-        _fmt(r["frac_of_matmul_peak"], ".1%"), *(ratio_cell(r, k) for k in REFERENCES),
-        _fmt(r["compile_s"], ".2f"), _fmt(r["peak_mem_bytes"], ".1f", 2**-20),
-        _fmt(r.get("minor_faults_per_call"), ".0f"), ", ".join(r.get("above_reference", [])),
-    ]  # fmt: skip
+        _fmt(r["us_per_step"], ".1f"),
+        _fmt(r["gflops"], ".2f"),
+        _fmt(r["frac_of_matmul_peak"], ".1%"),
+        *(ratio_cell(r, k) for k in REFERENCES),
+        _fmt(r["compile_s"], ".2f"),
+        _fmt(r["peak_mem_bytes"], ".1f", 2**-20),
+        _fmt(r.get("minor_faults_per_call"), ".0f"),
+        ", ".join(r.get("above_reference", [])),
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -540,8 +582,10 @@ def main(argv=None) -> list[dict]:
     rows, t_start = [], time.perf_counter()
     workloads = [
         (config, bi.Workload(cell, mode, B, T, I, H))
-        for config, B, T, I, H in shapes_of(cfg) for cell in cfg.cells for mode in cfg.modes
-    ]  # fmt: skip
+        for config, B, T, I, H in shapes_of(cfg)
+        for cell in cfg.cells
+        for mode in cfg.modes
+    ]
     with float32_matmuls(cfg.tf32):
         for config, w in workloads:
             new = bench_workload(config, w, impls, skipped, warmup=cfg.warmup, repeats=cfg.repeats)

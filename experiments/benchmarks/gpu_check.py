@@ -49,7 +49,7 @@ skipped with a note, never silently):
 Without a GPU it claims nothing: it exits with status 2 and says so, unless
 ``--pretend-tiny`` is given. Then it runs the same code on the CPU with tiny
 shapes, 0 warm-up calls and 2 repeats, with JAX's dispatcher told it is on a
-GPU and cuDNN's kernel replaced by :func:`cpu_stand_in_lstm_kernel` (JAX's
+GPU and cuDNN's kernel replaced by ``rnnjax.timeloop.cudnn.reference_kernel`` (JAX's
 reference LSTM), and XLA compiling without its backend optimisations (the run
 checks code paths, not speed). Everything it writes says it is a pretend run,
 and its default folder is ``runs/gpu_check_pretend/``, so that it can never
@@ -88,12 +88,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--out", default=None, help="output folder (default results/gpu/; "
-                   "runs/gpu_check_pretend/ with --pretend-tiny)")  # fmt: skip
-    p.add_argument("--pretend-tiny", action="store_true",
-                   help="no GPU needed: the same code on this machine with tiny shapes")  # fmt: skip
-    p.add_argument("--budget-s", type=float, default=360.0,
-                   help="wall-clock budget; rows that do not fit are skipped with a note")  # fmt: skip
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default results/gpu/; runs/gpu_check_pretend/ with --pretend-tiny)",
+    )
+    p.add_argument(
+        "--pretend-tiny",
+        action="store_true",
+        help="no GPU needed: the same code on this machine with tiny shapes",
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=360.0,
+        help="wall-clock budget; rows that do not fit are skipped with a note",
+    )
     p.add_argument("--skip-bench", action="store_true", help="the agreement check only")
     a = p.parse_args(argv)
     if a.budget_s <= 0:
@@ -124,34 +134,16 @@ def pretend_xla_flags() -> list[str]:
     return [*PRETEND_XLA_FLAGS, *extra]
 
 
-def cpu_stand_in_lstm_kernel(
-    x, h0, c0, weights, seq_lengths, *, input_size, hidden_size, num_layers, dropout,
-    bidirectional,
-):  # fmt: skip
-    """Pretend mode's stand-in for cuDNN: ``jax.experimental.rnn.lstm``'s signature
-    over ``jax.experimental.rnn.lstm_ref``, the pure-JAX LSTM that JAX tests its
-    cuDNN binding against (the tests run rnnjax's cuDNN back-end on a CPU the same
-    way). Never used outside ``--pretend-tiny``."""
-    from jax.experimental import rnn
-
-    w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(
-        weights, input_size, hidden_size, num_layers, bidirectional
-    )
-    return rnn.lstm_ref(
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, seq_lengths, input_size, hidden_size, num_layers,
-        dropout, bidirectional,
-    )  # fmt: skip
-
-
 @contextlib.contextmanager
 def pretend_gpu():
     """While inside: rnnjax's dispatcher sees a GPU and its cuDNN back-end (and the
-    benchmark's ``jax_cudnn``) runs :func:`cpu_stand_in_lstm_kernel`."""
+    benchmark's ``jax_cudnn``) runs ``rnnjax.timeloop.cudnn.reference_kernel``
+    (``jax.experimental.rnn.lstm_ref`` behind the kernel's signature)."""
     from rnnjax.timeloop import cudnn, dispatch
 
     saved = dispatch.current_platform, cudnn.kernel
     dispatch.current_platform = lambda: "gpu"
-    cudnn.kernel = lambda: cpu_stand_in_lstm_kernel
+    cudnn.kernel = lambda: cudnn.reference_kernel
     try:
         yield
     finally:
@@ -174,9 +166,14 @@ def sizes(pretend: bool) -> dict:
 
 
 FASTRNNS_IMPLS = (
-    "rnnjax", "rnnjax[cudnn]", "rnnjax[fused]", "rnnjax[scan]", "rnnjax[bf16]", "torch",
+    "rnnjax",
+    "rnnjax[cudnn]",
+    "rnnjax[fused]",
+    "rnnjax[scan]",
+    "rnnjax[bf16]",
+    "torch",
     "jax_cudnn",
-)  # fmt: skip
+)
 PARSCAN_IMPLS = ("rnnjax[min-parallel]", "rnnjax[min-sequential]", "rnnjax", "rnnjax[scan]")
 
 
@@ -320,10 +317,12 @@ def write_markdown(report: dict, path: Path) -> None:
     )
     v = report["cudnn_verified"]
     lines = [
-        title, "",
+        title,
+        "",
         f"Command: `{meta['command']}`. Date: {meta['date']}. JAX backend `{meta['jax_backend']}`, "
         f"device `{meta['jax_device']}`; torch `{meta['torch_device']}`. Python {meta['python']}; "
-        + ", ".join(f"{k} {x}" for k, x in meta["versions"].items() if x) + f". Took {report['elapsed_s']:.0f} s "
+        + ", ".join(f"{k} {x}" for k, x in meta["versions"].items() if x)
+        + f". Took {report['elapsed_s']:.0f} s "
         f"(budget {report['budget_s']:.0f} s).",
         "",
         f"**cuDNN verified on a GPU: {'yes' if v['passed'] else 'no'}** ({v['reason']}). "
@@ -333,14 +332,14 @@ def write_markdown(report: dict, path: Path) -> None:
         "",
         "The outputs, final carry and gradients (params, inputs, initial carry) under "
         "`jax.grad`, and for the fused loop and cuDNN the outputs and final carry without "
-        f"a gradient too, against `impl=\"scan\"`; B, T, I, H = {report['shapes']['agree']}, "
-        "float32 under `jax.default_matmul_precision(\"highest\")`. `runs`: the back-end "
+        f'a gradient too, against `impl="scan"`; B, T, I, H = {report["shapes"]["agree"]}, '
+        'float32 under `jax.default_matmul_precision("highest")`. `runs`: the back-end '
         "that ran (an impl that does not apply runs the scan: the note says why). Relative "
         "error: to the largest magnitude of the reference array.",
         "",
         "| cell | case | impl | runs | max abs err | max rel err | tolerance | result | note |",
         "|---|---|---|---|---:|---:|---:|---|---|",
-    ]  # fmt: skip
+    ]
     for r in report["agreement"]:
         result = "pass" if r["passed"] else "**FAIL**" + (f": {r['error']}" if r["error"] else "")
         lines.append(
@@ -363,8 +362,11 @@ def write_markdown(report: dict, path: Path) -> None:
             for r in report["matmul_gflops"]
         )
         lines += ["", f"Reference matmul rates measured in this run, GFLOP/s (XLA): {rates}."]
-        lines += ["", "Ratios: median / the reference's median; ≈: within noise (p10–p90 "
-                  "intervals overlap). Strict float32 (no TF32) except `rnnjax[bf16]`."]  # fmt: skip
+        lines += [
+            "",
+            "Ratios: median / the reference's median; ≈: within noise (p10–p90 "
+            "intervals overlap). Strict float32 (no TF32) except `rnnjax[bf16]`.",
+        ]
     if report["skipped"]:
         lines += ["", "## Skipped", ""]
         lines += [f"- {s['section']}: {s['what']}: {s['reason']}" for s in report["skipped"]]
@@ -390,20 +392,30 @@ def main(argv=None) -> dict:
 
     s = sizes(a.pretend_tiny)
     skipped = []
-    print(f"gpu_check: JAX backend {backend!r}, {measure.jax_device_string()}"
-          + (" — PRETEND RUN on tiny shapes" if a.pretend_tiny else ""), flush=True)  # fmt: skip
+    print(
+        f"gpu_check: JAX backend {backend!r}, {measure.jax_device_string()}"
+        + (" — PRETEND RUN on tiny shapes" if a.pretend_tiny else ""),
+        flush=True,
+    )
     with pretend_gpu() if a.pretend_tiny else contextlib.nullcontext():
         agree = run_agreement(agreement.Shape(*s["agree"]), budget, skipped)
         bench_rows = [] if a.skip_bench else run_bench(s, budget, skipped)
     verdict = cudnn_verdict(agree, a.pretend_tiny, backend)
     report = dict(
         pretend=a.pretend_tiny,
-        meta=measure.environment(command=" ".join([PROG, *(argv if argv is not None else sys.argv[1:])])),
-        budget_s=a.budget_s, elapsed_s=budget.elapsed(), shapes=s,
-        all_agree=all(r["passed"] for r in agree), cudnn_verified=verdict,
-        agreement=agree, bench=bench_rows, skipped=skipped,
+        meta=measure.environment(
+            command=" ".join([PROG, *(argv if argv is not None else sys.argv[1:])])
+        ),
+        budget_s=a.budget_s,
+        elapsed_s=budget.elapsed(),
+        shapes=s,
+        all_agree=all(r["passed"] for r in agree),
+        cudnn_verified=verdict,
+        agreement=agree,
+        bench=bench_rows,
+        skipped=skipped,
         matmul_gflops=measure.matmul_rates(),
-    )  # fmt: skip
+    )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
@@ -413,8 +425,10 @@ def main(argv=None) -> dict:
     if skipped:
         print(f"{len(skipped)} item(s) skipped (see gpu_check.md)")
     print(f"agreement: {len(agree) - len(failed)} of {len(agree)} rows pass")
-    print(f"cuDNN verified on a GPU: {verdict['passed']} ({verdict['reason']})"
-          + (" -> set rnnjax.timeloop.cudnn.VERIFIED_ON_GPU = True" if verdict["passed"] else ""))  # fmt: skip
+    print(
+        f"cuDNN verified on a GPU: {verdict['passed']} ({verdict['reason']})"
+        + (" -> set rnnjax.timeloop.cudnn.VERIFIED_ON_GPU = True" if verdict["passed"] else "")
+    )
     if failed:
         raise SystemExit(1)
     return report

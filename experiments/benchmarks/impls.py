@@ -247,9 +247,17 @@ def build_jax_cudnn(w: Workload, data: Data) -> Prepared:
         zeros = jnp.zeros((1, B, w.H), xs.dtype)
         lengths = jnp.full((B,), T, jnp.int32)
         ys, _, _ = kernel(
-            xs, zeros, zeros, weights, lengths, input_size=w.I, hidden_size=w.H,
-            num_layers=1, dropout=0.0, bidirectional=False,
-        )  # fmt: skip
+            xs,
+            zeros,
+            zeros,
+            weights,
+            lengths,
+            input_size=w.I,
+            hidden_size=w.H,
+            num_layers=1,
+            dropout=0.0,
+            bidirectional=False,
+        )
         return ys
 
     init = lambda key: rnn.init_lstm_weight(key, w.I, w.H, 1, False)

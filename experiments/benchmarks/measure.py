@@ -117,9 +117,14 @@ class Timing:
     def summary(self) -> dict:
         """The fields every benchmark row reports."""
         return dict(
-            median_s=self.median_s, p10_s=self.p10_s, p90_s=self.p90_s, min_s=self.min_s,
-            max_s=self.max_s, repeats=len(self.times_s), minor_faults_per_call=self.faults_per_call,
-        )  # fmt: skip
+            median_s=self.median_s,
+            p10_s=self.p10_s,
+            p90_s=self.p90_s,
+            min_s=self.min_s,
+            max_s=self.max_s,
+            repeats=len(self.times_s),
+            minor_faults_per_call=self.faults_per_call,
+        )
 
 
 @contextlib.contextmanager
@@ -229,10 +234,16 @@ def torch_matmul_gflops(m: int, k: int, n: int, repeats: int = 10) -> float | No
 def matmul_rates() -> list[dict]:
     """Every reference rate measured so far in this process, for the run's metadata."""
     return [
-        dict(m=m, k=k, n=n, gflops=g, faults_per_call=MATMUL_FAULTS.get((m, k, n)),
-             torch_gflops=TORCH_MATMUL_GFLOPS.get((m, k, n)))
+        dict(
+            m=m,
+            k=k,
+            n=n,
+            gflops=g,
+            faults_per_call=MATMUL_FAULTS.get((m, k, n)),
+            torch_gflops=TORCH_MATMUL_GFLOPS.get((m, k, n)),
+        )
         for (m, k, n), g in MATMUL_GFLOPS.items()
-    ]  # fmt: skip
+    ]
 
 
 # -- memory ---------------------------------------------------------------------------

@@ -165,14 +165,25 @@ def prepare(cfg: MemoryConfig, num_steps: int, remat: str):
         - m.alias_size_in_bytes
     )
     row = dict(
-        T=num_steps, remat=remat, status="ok", compile_s=compile_s,
+        T=num_steps,
+        remat=remat,
+        status="ok",
+        compile_s=compile_s,
         segment_length=(cfg.segment_length or max(1, round(num_steps**0.5)))
-        if remat == "segments" else None,
-        xla_temp_bytes=int(m.temp_size_in_bytes), xla_argument_bytes=int(m.argument_size_in_bytes),
-        xla_output_bytes=int(m.output_size_in_bytes), xla_total_bytes=int(total),
-        rss_growth_bytes=None, median_s=None, min_s=None, max_s=None, times_s=[],
-        loss=None, grad_norm=None,
-    )  # fmt: skip
+        if remat == "segments"
+        else None,
+        xla_temp_bytes=int(m.temp_size_in_bytes),
+        xla_argument_bytes=int(m.argument_size_in_bytes),
+        xla_output_bytes=int(m.output_size_in_bytes),
+        xla_total_bytes=int(total),
+        rss_growth_bytes=None,
+        median_s=None,
+        min_s=None,
+        max_s=None,
+        times_s=[],
+        loss=None,
+        grad_norm=None,
+    )
     if total > cfg.max_run_gib * 2**30:
         row["status"] = f"not run: XLA plans {total / 2**30:.2f} GiB > --max-run-gib"
         return row, None
@@ -199,9 +210,11 @@ def prepare(cfg: MemoryConfig, num_steps: int, remat: str):
 
 def _set_times(row: dict, timing: measurement.Timing) -> dict:
     row.update(
-        times_s=list(timing.times_s), median_s=timing.median_s, min_s=timing.min_s,
+        times_s=list(timing.times_s),
+        median_s=timing.median_s,
+        min_s=timing.min_s,
         max_s=timing.max_s,
-    )  # fmt: skip
+    )
     return row
 
 
@@ -297,14 +310,20 @@ def write_markdown(cfg: MemoryConfig, meta: dict, rows: list[dict], path: Path) 
         if ref.get("grad_norm") and r.get("grad_norm") is not None:
             dgrad = abs(r["grad_norm"] - ref["grad_norm"]) / ref["grad_norm"]
         cells = [
-            str(r["T"]), r["remat"], str(r.get("segment_length") or "–"),
+            str(r["T"]),
+            r["remat"],
+            str(r.get("segment_length") or "–"),
             _fmt(r.get("xla_total_bytes"), ".1f", 2**-20),
             _fmt(r.get("xla_temp_bytes"), ".1f", 2**-20),
-            _fmt(r.get("rss_growth_bytes"), ".1f", 2**-20), _fmt(mem_ratio, ".3f"),
-            _fmt(r.get("compile_s"), ".2f"), _fmt(r.get("median_s"), ".3f"),
+            _fmt(r.get("rss_growth_bytes"), ".1f", 2**-20),
+            _fmt(mem_ratio, ".3f"),
+            _fmt(r.get("compile_s"), ".2f"),
+            _fmt(r.get("median_s"), ".3f"),
             f"{_fmt(r.get('min_s'), '.3f')}–{_fmt(r.get('max_s'), '.3f')}",
-            _fmt(time_ratio, ".2f"), _fmt(dgrad, ".1e"), r["status"],
-        ]  # fmt: skip
+            _fmt(time_ratio, ".2f"),
+            _fmt(dgrad, ".1e"),
+            r["status"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
 

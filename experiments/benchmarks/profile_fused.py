@@ -50,8 +50,9 @@ def _weight_grad(inputs, dgates):
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(
         prog="python -m experiments.benchmarks.profile_fused",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--cell", default="lstm", choices=list(CELLS))
     for name, default in (("B", 64), ("T", 100), ("I", 512), ("H", 512), ("repeats", 7)):
         p.add_argument(f"--{name}", type=int, default=default)

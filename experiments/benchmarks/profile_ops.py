@@ -108,8 +108,9 @@ def profile(prepared: bi.Prepared, *, repeats: int, calls: int, top: int) -> dic
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(
         prog="python -m experiments.benchmarks.profile_ops",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--cell", default="lstm", choices=bi.CELLS)
     p.add_argument("--mode", default="train_step", choices=bi.MODES)
     p.add_argument(

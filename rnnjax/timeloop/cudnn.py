@@ -147,10 +147,49 @@ def unpack_lstm_weights(cell: LSTM, flat: Array) -> tuple[Array, Array, Array, A
 
 def kernel() -> Callable:
     """``jax.experimental.rnn.lstm``: the one place the kernel is looked up (the
-    tests replace it with one built from ``lstm_ref`` to run this module on a CPU)."""
+    tests and the GPU check's pretend mode replace it with :func:`reference_kernel`
+    to run this module on a CPU)."""
     from jax.experimental import rnn
 
     return rnn.lstm
+
+
+def reference_kernel(
+    x,
+    h0,
+    c0,
+    weights,
+    seq_lengths,
+    *,
+    input_size,
+    hidden_size,
+    num_layers,
+    dropout,
+    bidirectional,
+):
+    """``jax.experimental.rnn.lstm``'s signature over ``jax.experimental.rnn.lstm_ref``,
+    the pure-JAX LSTM that JAX tests its cuDNN binding against: with it in place of
+    :func:`kernel`, everything else in this module runs on any device."""
+    from jax.experimental import rnn
+
+    w_ih, w_hh, b_ih, b_hh = rnn.unpack_lstm_weights(
+        weights, input_size, hidden_size, num_layers, bidirectional
+    )
+    return rnn.lstm_ref(
+        x,
+        h0,
+        c0,
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        seq_lengths,
+        input_size,
+        hidden_size,
+        num_layers,
+        dropout,
+        bidirectional,
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6, 7))

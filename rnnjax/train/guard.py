@@ -21,10 +21,15 @@ class NonFiniteError(FloatingPointError):
       loss: that step's loss (a float, possibly NaN or Inf).
       grad_norm: that step's global gradient norm before clipping.
       checkpoint: the path of the last checkpoint written (intact), or None.
+      train, eval: the lines the run logged before it stopped (``metrics.jsonl``'s
+        train and eval lines, as :class:`rnnjax.train.FitResult` holds them), so
+        that nothing has to be read back; filled in by :func:`rnnjax.train.fit`.
     """
 
     def __init__(self, step: int, loss: float, grad_norm: float, checkpoint: str | None = None):
         self.step, self.loss, self.grad_norm, self.checkpoint = step, loss, grad_norm, checkpoint
+        self.train: list[dict] = []
+        self.eval: list[dict] = []
         what = "loss" if not math.isfinite(loss) else "gradient"
         where = (
             f"the last checkpoint, {checkpoint}, is intact"

@@ -44,7 +44,7 @@ from rnnjax.train.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
-from rnnjax.train.guard import check_finite
+from rnnjax.train.guard import NonFiniteError, check_finite
 from rnnjax.train.logs import METRICS_FILE, JsonlWriter, progress_bar, read_metrics, rewind_metrics
 from rnnjax.train.plots import plot_metrics
 from rnnjax.train.step import TrainState
@@ -139,7 +139,8 @@ def fit(
       last checkpoint's path.
 
     Raises:
-      NonFiniteError: a step's loss or gradient was NaN or Inf; names the step.
+      NonFiniteError: a step's loss or gradient was NaN or Inf; names the step and
+        carries the lines logged before it (``.train``, ``.eval``).
       FileNotFoundError: ``resume=True`` without a run directory or a checkpoint in it.
       FileExistsError: a fresh run in a directory that holds a previous run
         (pass ``overwrite=True`` or ``resume=True``).
@@ -234,7 +235,12 @@ def fit(
                 if items_per_step is not None and done > clock[1]:
                     rate = items_per_step * (done - clock[1]) / (now - clock[0])
                 for step, loss, grad_norm, lr, aux in values:
-                    check_finite(step, float(loss), float(grad_norm), last_checkpoint)
+                    try:
+                        check_finite(step, float(loss), float(grad_norm), last_checkpoint)
+                    except NonFiniteError as e:
+                        e.train = [row for row in logged if row.get("split") == "train"]
+                        e.eval = [row for row in logged if row.get("split") == "eval"]
+                        raise
                     if step % log_every == 0:
                         logged.append(
                             writer.write(_train_row(step, loss, grad_norm, lr, aux, now, rate))

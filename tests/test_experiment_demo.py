@@ -1,5 +1,6 @@
 """The README's demo (``python -m experiments.demo``) is ``char_lm`` with a short preset:
-it runs end to end, learns, and prints what the README shows."""
+it runs end to end, learns, prints what the README shows, and keeps its model for
+``--load``."""
 
 import contextlib
 import dataclasses
@@ -10,15 +11,32 @@ import math
 import pytest
 
 from experiments import char_lm, demo
+from rnnjax.train import list_checkpoints
 
 TINY = [
-    "--steps", "30", "--hidden-size", "16", "--batch-size", "8", "--seq-len", "32",
-    "--eval-streams", "64", "--sample-length", "20", "--no-progress",
-]  # fmt: skip
+    "--steps",
+    "30",
+    "--hidden-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "32",
+    "--eval-streams",
+    "64",
+    "--sample-length",
+    "20",
+    "--no-progress",
+]
 PRESET = {
-    "hidden_size": 128, "steps": 2000, "learning_rate": 1e-2, "eval_every": 500,
-    "checkpoint": False, "sample_length": 300, "temperatures": (0.7,),
-}  # fmt: skip
+    "hidden_size": 128,
+    "steps": 2000,
+    "learning_rate": 1e-2,
+    "eval_every": 500,
+    "checkpoint": False,
+    "sample_length": 300,
+    "temperatures": (0.7,),
+}
 
 
 def test_the_demo_config_is_char_lms_with_the_documented_preset():
@@ -59,8 +77,9 @@ def test_a_tiny_demo_prints_the_readme_sections_and_writes_its_files(tmp_path):
     assert f"validation: {metrics['val_bpc']:.3f} bits per character" in printed
     assert "baselines: unigram (character frequencies)" in printed
     assert "top-3 next-character predictions:" in printed
-    for prompt in demo.DemoConfig().prompts:
+    for prompt in char_lm.BUILT_IN_PROMPTS:  # the built-in corpus: the prompts written for it
         assert f"{prompt!r} -> " in printed
+    assert metrics["prompts"] == list(char_lm.BUILT_IN_PROMPTS)
     assert "a sample at temperature 0.7:" in printed and "temperature 0.5" not in printed
 
     assert metrics["first_train_loss"] == pytest.approx(math.log(metrics["vocab_size"]), abs=0.1)
@@ -72,7 +91,18 @@ def test_a_tiny_demo_prints_the_readme_sections_and_writes_its_files(tmp_path):
         config["steps"] == 30 and config["learning_rate"] == 1e-2 and config["checkpoint"] is False
     )
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not (out / "checkpoints").exists()
+    # no checkpoints along the way (--no-checkpoint by default), the final one for --load
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [30]
+
+    log = (out / "metrics.jsonl").read_bytes()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        loaded = demo.main(["--load", str(out), "--sample-length", "20"])
+    assert printed.getvalue().startswith("rnnjax demo: loaded LSTM(H=16), V=")
+    assert loaded["samples"] == metrics["samples"] and loaded["top_chars"] == metrics["top_chars"]
+    assert loaded["prompts"] == metrics["prompts"] and loaded["loaded_step"] == 30
+    assert (out / "metrics.jsonl").read_bytes() == log  # nothing trained
+    assert json.loads((out / "query" / "metrics.json").read_text()) == loaded
 
 
 def test_a_missing_data_file_stops_before_training_with_a_message(tmp_path, capsys):

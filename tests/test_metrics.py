@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax.metrics import TokenCounts, evaluate, summarize, token_counts
 from rnnjax.data import token_streams
+from rnnjax.metrics import TokenCounts, evaluate, summarize, token_counts
 
 O = 5
 count_batch = jax.jit(lambda params, batch: token_counts(batch[0] * params, batch[1], batch[2]))
