@@ -72,8 +72,9 @@ def parse_config(cls, argv=None, *, prog: str, description: str, default_out: st
     frozen dataclass ``cls`` is an option ``--some-name`` of the field's type
     (``bool`` fields get ``--x/--no-x``, tuples take several values), plus
     ``--out DIR``. A ``ValueError`` from the config's ``__post_init__`` becomes a
-    usage error naming the option. The run directory is created, empty: its files
-    have their own writers (module docstring)."""
+    usage error naming the option. Nothing is written, not even the directory:
+    its files have their own writers (module docstring), and a run refused after
+    parsing leaves nothing behind."""
     parser = argparse.ArgumentParser(
         prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -88,7 +89,6 @@ def parse_config(cls, argv=None, *, prog: str, description: str, default_out: st
         config = cls(**args)
     except (TypeError, ValueError) as e:
         parser.error(str(e))
-    out.mkdir(parents=True, exist_ok=True)
     return config, out
 
 

@@ -186,9 +186,6 @@ def jax_prepared(w: Workload, data: Data, init, apply, runs: str | None = None) 
     return Prepared(call, compile_s, "jax", jax_device_string(), temp, compiled.as_text, runs)
 
 
-RNNJAX_CELLS = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "rnn": rnnjax.ElmanRNN}
-
-
 def rnnjax_builder(impl: str = "auto", cell_kwargs=None, **unroll_kwargs):
     """A builder for ``rnnjax.unroll(cell, params, xs, impl=impl, **unroll_kwargs)``
     over the workload's cell (``cell_kwargs`` passed to it).
@@ -199,7 +196,7 @@ def rnnjax_builder(impl: str = "auto", cell_kwargs=None, **unroll_kwargs):
     cell_kwargs = cell_kwargs or {}
 
     def build(w: Workload, data: Data) -> Prepared:
-        cell = RNNJAX_CELLS[w.cell](w.I, w.H, **cell_kwargs)
+        cell = rnnjax.make_cell(w.cell, w.I, w.H, **cell_kwargs)
         xs = jnp.asarray(data.xs, jnp.float32)
         resolution = rnnjax.resolve_impl(cell, cell.init(jax.random.key(w.seed)), xs, impl=impl)
         if impl != "auto" and resolution.impl != impl:

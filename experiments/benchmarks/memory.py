@@ -61,7 +61,7 @@ import rnnjax
 from experiments.benchmarks import measure as measurement
 
 REMAT_NAMES = {"none": None, "step": "step", "segments": "segments"}
-CELLS = {"lstm": rnnjax.LSTM, "gru": rnnjax.GRU, "rnn": rnnjax.ElmanRNN}
+CELLS = ("lstm", "gru", "rnn")  # rnnjax.make_cell names
 LOSSES = ("outputs", "final_carry")
 PROG = "python -m experiments.benchmarks.memory"
 
@@ -128,7 +128,7 @@ class MemoryConfig:
 
 def build(cfg: MemoryConfig, num_steps: int, remat: str):
     """``(jitted gradient function, params, xs)`` for one configuration, float32."""
-    cell = CELLS[cfg.cell](cfg.input_size, cfg.hidden_size)
+    cell = rnnjax.make_cell(cfg.cell, cfg.input_size, cfg.hidden_size)
     k_params, k_xs = jax.random.split(jax.random.key(cfg.seed))
     params = cell.init(k_params)
     xs = jax.random.normal(k_xs, (cfg.batch_size, num_steps, cfg.input_size), jnp.float32)
